@@ -1,0 +1,161 @@
+"""The one frozen configuration that flows UI -> engine -> run folder -> CLI.
+
+Every run saves its `TrainConfig` as `config.json`; `TrainConfig.from_json` on that file
+repeats the run. Fields that are "auto" (None) are resolved by `resolve()` before training
+so that the saved config holds the concrete values that were used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("feature-extraction", "fine-tune", "full", "two-stage")
+AUGMENT_PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
+IMBALANCE_MODES = ("none", "class-weights", "balanced-sampler")
+MONITOR_METRICS = ("val_loss", "val_acc", "val_f1")
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+
+# Learning rates that work for each strategy on small data (why: a fresh head needs a
+# large step, pretrained layers a small one or they forget what ImageNet taught them).
+DEFAULT_HEAD_LR = 1e-3
+DEFAULT_BACKBONE_LR = {
+    "feature-extraction": 0.0,
+    "fine-tune": 1e-4,
+    "full": 5e-5,
+    "two-stage": 1e-4,
+}
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message says which and why, in plain words."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_path: str
+    backbone: str = DEFAULT_BACKBONE
+    strategy: str = "feature-extraction"
+    # weights: "pretrained" (bundled package or timm cache; error if unavailable),
+    # "scratch" (random init, an explicit choice), or a path to .safetensors / .pth.
+    weights: str = "pretrained"
+    epochs: int = 15
+    head_epochs: int = 3  # two-stage: epochs on the head before unfreezing
+    lr: float | None = None  # head LR; None -> DEFAULT_HEAD_LR
+    backbone_lr: float | None = None  # unfrozen layers; None -> DEFAULT_BACKBONE_LR[strategy]
+    layer_decay: float = 0.75  # full / two-stage: LR shrinks by this per block towards the input
+    unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn
+    weight_decay: float = 0.01
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.0
+    imbalance: str = "none"
+    batch_size: int = 32
+    image_size: int | None = None  # None -> backbone's pretrained input size
+    augment: str = "light"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    seed: int = 0
+    early_stopping_patience: int = 5  # 0 disables
+    monitor: str = "val_loss"
+    device: str = "auto"  # auto | cpu | cuda | mps
+    num_workers: int = 0
+    positive_class: str | None = None  # screening mode: the class to catch
+    target_sensitivity: float = 0.95
+    run_name: str | None = None
+    notes: str = ""
+
+    # ---- validation -------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        problems = []
+        if self.strategy not in STRATEGIES:
+            problems.append(f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})")
+        if self.augment not in AUGMENT_PRESETS:
+            problems.append(f"augment must be one of {', '.join(AUGMENT_PRESETS)} (got {self.augment!r})")
+        if self.imbalance not in IMBALANCE_MODES:
+            problems.append(f"imbalance must be one of {', '.join(IMBALANCE_MODES)} (got {self.imbalance!r})")
+        if self.monitor not in MONITOR_METRICS:
+            problems.append(f"monitor must be one of {', '.join(MONITOR_METRICS)} (got {self.monitor!r})")
+        if not 1 <= self.epochs <= 1000:
+            problems.append(f"epochs must be between 1 and 1000 (got {self.epochs})")
+        if not 1 <= self.batch_size <= 4096:
+            problems.append(f"batch size must be between 1 and 4096 (got {self.batch_size})")
+        if self.image_size is not None and not 32 <= self.image_size <= 1024:
+            problems.append(f"image size must be between 32 and 1024 pixels (got {self.image_size})")
+        for name in ("lr", "backbone_lr"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                problems.append(f"{name} must be between 0 and 1 (got {value})")
+        if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
+            problems.append("val and test fractions must be between 0 and 1")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            problems.append("val + test fractions leave too little to train on (keep them under 0.9)")
+        if not 0 < self.target_sensitivity < 1:
+            problems.append("target sensitivity must be between 0 and 1, e.g. 0.95")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label smoothing must be between 0 and 1")
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            problems.append(f"device must be auto, cpu, cuda or mps (got {self.device!r})")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    # ---- derived values ---------------------------------------------------------------
+    @property
+    def head_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_HEAD_LR
+
+    @property
+    def unfrozen_lr(self) -> float:
+        return self.backbone_lr if self.backbone_lr is not None else DEFAULT_BACKBONE_LR[self.strategy]
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    # ---- (de)serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n", encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings in config: {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "TrainConfig":
+        path = Path(path_or_text)
+        text = path.read_text(encoding="utf-8") if path.suffix == ".json" and path.exists() else str(path_or_text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def recommend_strategy(n_train_images: int) -> tuple[str, str]:
+    """Pick a freeze strategy from the data size, with the reason in plain words."""
+    if n_train_images < 300:
+        return ("feature-extraction",
+                "Under 300 training photos: keep the pretrained backbone frozen and train only a "
+                "new head. It is fast, and too few photos would make a fine-tuned model memorise.")
+    if n_train_images < 1500:
+        return ("two-stage",
+                "A few hundred to ~1,500 photos: train the head first, then gently unfreeze the "
+                "backbone with small learning rates. Usually a few points better than a frozen one.")
+    return ("full",
+            "Over 1,500 photos: fine-tune the whole network with layer-wise learning rates.")
+
+
+__all__ = [
+    "TrainConfig", "ConfigError", "STRATEGIES", "AUGMENT_PRESETS", "IMBALANCE_MODES",
+    "MONITOR_METRICS", "DEFAULT_BACKBONE", "recommend_strategy",
+]
