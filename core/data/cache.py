@@ -1,0 +1,127 @@
+"""Decoded photos kept on disk as small uint8 arrays, and the torch Dataset that reads them.
+
+Decoding a 3000 px JPEG takes far longer than loading a 256 px array, and training reads
+every photo once per epoch, so each photo is decoded once and stored as
+`<root>/<sha1[:2]>/<sha1>_<size>.npy`: RGB, upright, shrunk so its SHORTER side is `size`
+(aspect ratio kept; photos already smaller are stored as they are, never enlarged).
+Pick `size` at least the model's input size divided by its crop_pct (224 / 0.875 = 256):
+the transforms then resize/crop from there exactly as they would from the original.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from core.data.ingest import load_image
+from core.errors import DataError
+from core.workspace import subdir
+
+logger = logging.getLogger(__name__)
+
+
+def shrink(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is `size` (aspect kept); never enlarges."""
+    shorter = min(img.size)
+    if shorter <= size:
+        return img
+    scale = size / shorter
+    new_size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    # reducing_gap: PIL first shrinks by an integer factor (fast), then resamples precisely.
+    return img.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+class ImageCache:
+    """get(path, sha1) -> HxWx3 uint8 array, decoded once and then loaded from disk."""
+
+    def __init__(self, root: str | os.PathLike | None = None, size: int = 256):
+        self.root = Path(root) if root is not None else subdir("cache") / "images"
+        self.size = int(size)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def file_for(self, sha1: str) -> Path:
+        return self.root / sha1[:2] / f"{sha1}_{self.size}.npy"
+
+    def get(self, path: str | os.PathLike, sha1: str) -> np.ndarray:
+        cached = self.file_for(sha1)
+        if cached.exists():
+            try:
+                return np.load(cached)
+            except (OSError, ValueError, EOFError) as exc:  # half-written by a killed process
+                logger.warning("cache file %s is damaged (%s); decoding the photo again", cached, exc)
+        array = self.decode(path)
+        self._save(cached, array)
+        return array
+
+    def decode(self, path: str | os.PathLike) -> np.ndarray:
+        img = load_image(path, draft_size=self.size)
+        return np.ascontiguousarray(np.asarray(shrink(img, self.size), dtype=np.uint8))
+
+    @staticmethod
+    def _save(target: Path, array: np.ndarray) -> None:
+        """Write then rename, so DataLoader workers never read a half-written file."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(suffix=".npy", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, array)
+            os.replace(temp, target)
+        except OSError as exc:  # a full disk should slow training down, not stop it
+            logger.warning("cannot write cache file %s: %s", target, exc)
+            Path(temp).unlink(missing_ok=True)
+
+
+class PhotoDataset(Dataset):
+    """(image tensor, class index) for each readable row of df.
+
+    `transform` is an albumentations Compose (called as transform(image=array)["image"]) or any
+    callable taking an HxWx3 uint8 array; None returns a CHW uint8 tensor. `cache` None decodes
+    the photo every time.
+    """
+
+    def __init__(self, df: pd.DataFrame, class_names, transform=None, cache: ImageCache | None = None):
+        if callable(class_names) or isinstance(class_names, str):
+            raise TypeError("PhotoDataset(df, class_names, transform, cache): class_names must be a list of names")
+        self.class_names = list(class_names)
+        rows = df[df["readable"].astype(bool)] if "readable" in df else df
+        if len(rows) < len(df):
+            logger.info("PhotoDataset leaves out %d unreadable photos", len(df) - len(rows))
+        unknown = sorted(set(rows["label"]) - set(self.class_names))
+        if unknown:
+            raise DataError(f"photos labelled {', '.join(map(repr, unknown))} are not among the classes "
+                            f"{self.class_names}: scan the dataset again or pick the right run")
+        self.paths = rows["path"].tolist()
+        self.sha1s = rows["sha1"].tolist() if "sha1" in rows else [""] * len(rows)
+        index = {name: i for i, name in enumerate(self.class_names)}
+        self.labels = [index[label] for label in rows["label"]]
+        self.transform = transform
+        self.cache = cache
+        self._keyword_call = _is_albumentations(transform)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> np.ndarray:
+        """The photo as an HxWx3 uint8 array (cached when a cache is given)."""
+        if self.cache is not None and self.sha1s[i]:
+            return self.cache.get(self.paths[i], self.sha1s[i])
+        return np.asarray(load_image(self.paths[i]), dtype=np.uint8)
+
+    def __getitem__(self, i: int):
+        array = self.image(i)
+        if self.transform is None:
+            return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), self.labels[i]
+        if self._keyword_call:
+            return self.transform(image=array)["image"], self.labels[i]
+        return self.transform(array), self.labels[i]
+
+
+def _is_albumentations(transform) -> bool:
+    return type(transform).__module__.split(".")[0] == "albumentations"

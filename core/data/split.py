@@ -1,0 +1,92 @@
+"""Assign each photo to train / val / test: stratified by class, seeded, duplicate-safe.
+
+Copies and near-copies of a photo (one duplicate group, see validate.duplicate_groups) always
+land in the same split, otherwise the model is tested on photos it trained on. Groups, not
+files, are shuffled; the fractions are met in files as closely as whole groups allow.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from core.data.validate import duplicate_groups
+from core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: float = 0.0,
+                  seed: int = 0) -> pd.DataFrame:
+    """A copy of df with the `split` column filled in.
+
+    * Unreadable rows get split "" (left out).
+    * Splits already present (a train/val folder layout) are kept; when there is train but no
+      val, val is carved out of train (test_fraction is then ignored).
+    * Every class with at least one photo keeps at least one photo in train; a class with 2+
+      photos gets at least one val photo, and with 3+ one test photo when test_fraction > 0.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    out = df.copy()
+    out.attrs = dict(df.attrs)
+    readable = out["readable"].astype(bool)
+    out.loc[~readable, "split"] = ""
+    existing = set(out.loc[readable, "split"]) - {""}
+    if "val" in existing:
+        return out
+    pool = readable & (out["split"] == "train") if "train" in existing else readable
+    test = 0.0 if existing else test_fraction
+    out.loc[pool, "split"] = _split_rows(out[pool], val_fraction, test, seed)
+    logger.info("split %s", out.loc[readable, "split"].value_counts().to_dict())
+    return out
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise DataError(f"validation ({val_fraction:g}) and test ({test_fraction:g}) fractions must each be "
+                        "between 0 and 1 and leave photos for training: choose smaller fractions")
+
+
+def _split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+    """Split per row; groups are shuffled per class (the class of a group = its most common label)."""
+    groups = duplicate_groups(rows)
+    table = pd.DataFrame({"group": groups, "label": rows["label"], "path": rows["path"]})
+    per_group = table.groupby("group").agg(
+        label=("label", lambda s: s.value_counts().index[0]), size=("path", "size"), first=("path", "min"))
+    # Sorting by the first path makes the result independent of the row order of df.
+    per_group = per_group.sort_values(["label", "first"])
+    rng = np.random.default_rng(seed)
+    group_split = {}
+    for _, members in per_group.groupby("label", sort=True):
+        order = members.iloc[rng.permutation(len(members))]
+        group_split.update(zip(order.index, _fill_splits(order["size"].to_numpy(), val_fraction, test_fraction)))
+    return table["group"].map(group_split)
+
+
+def _fill_splits(sizes: np.ndarray, val_fraction: float, test_fraction: float) -> list[str]:
+    """Walk the shuffled groups of one class: val first until its share is met, then test, rest train."""
+    total = int(sizes.sum())
+    want_val = _target(total, val_fraction, minimum_total=2)
+    want_test = _target(total, test_fraction, minimum_total=3)
+    splits, taken = [], {"val": 0, "test": 0}
+    for index, size in enumerate(sizes):
+        last_chance_for_train = index == len(sizes) - 1 and "train" not in splits
+        if not last_chance_for_train and taken["val"] < want_val:
+            split = "val"
+        elif not last_chance_for_train and taken["test"] < want_test:
+            split = "test"
+        else:
+            split = "train"
+        taken[split] = taken.get(split, 0) + int(size)
+        splits.append(split)
+    return splits
+
+
+def _target(total: int, fraction: float, minimum_total: int) -> int:
+    """Photos wanted in a held-out split: at least one once the class is big enough to spare it."""
+    if fraction <= 0 or total < minimum_total:
+        return 0
+    return max(1, round(total * fraction))
