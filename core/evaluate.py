@@ -1,0 +1,424 @@
+"""Honest numbers for a trained run: metrics with 95% intervals, calibration, screening, OOD.
+
+`evaluate_run(run_dir)` is called by `core.train.train` once the best checkpoint's outputs
+are saved (see docs/ARCHITECTURE.md, "Contract between training and the trust features").
+Everything that is *chosen* (temperature, threshold, OOD cut-off) is chosen on validation;
+the test split is only measured, so its figures are not flattered by those choices.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
+                             confusion_matrix, f1_score, precision_recall_fscore_support,
+                             roc_auc_score, roc_curve)
+
+from core import calibrate, screening
+from core.errors import RunError
+from core.ood import OODDetector
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+VECTORISED = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
+NO_TEST_NOTE = "no held-out test split; figures are on validation and optimistic"
+SMALL_TEST_PER_CLASS = 30  # below this per class, intervals are wide enough to say so
+ROC_MAX_POINTS = 200
+MISCLASSIFIED_MAX = 200
+
+
+# ---------------------------------------------------------------------------------------
+# point metrics
+# ---------------------------------------------------------------------------------------
+def _auc_or_none(fn, y_bin: np.ndarray, score: np.ndarray) -> float | None:
+    # AUC is undefined when a class is absent (or is everything) in this split
+    if y_bin.all() or not y_bin.any():
+        return None
+    return float(fn(y_bin, score))
+
+
+def _mean_defined(values) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def metrics(probs, labels, class_names, preds=None, positive_index: int | None = None) -> dict:
+    """Accuracy, balanced accuracy, macro-F1, per-class P/R/F1/support/AUCs, confusion matrix.
+
+    preds: the decisions to score (default argmax; screening passes thresholded decisions).
+    positive_index: class whose AUC is "the" AUC (default: class 1 for two classes, else macro).
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    C = len(class_names)
+    pred = p.argmax(axis=1) if preds is None else np.asarray(preds, dtype=np.int64)
+    ids = list(range(C))
+    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=ids, zero_division=0)
+    roc = [_auc_or_none(roc_auc_score, y == k, p[:, k]) for k in ids]
+    pr = [_auc_or_none(average_precision_score, y == k, p[:, k]) for k in ids]
+    cm = confusion_matrix(y, pred, labels=ids)
+    rows = cm.sum(axis=1, keepdims=True)
+    pos = positive_index if positive_index is not None else (1 if C == 2 else None)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "roc_auc": roc[pos] if pos is not None else _mean_defined(roc),
+        "roc_auc_macro": _mean_defined(roc),
+        "pr_auc": pr[pos] if pos is not None else _mean_defined(pr),
+        "pr_auc_macro": _mean_defined(pr),
+        "per_class": [{"name": class_names[k], "precision": float(prec[k]), "recall": float(rec[k]),
+                       "f1": float(f1[k]), "support": int(sup[k]), "roc_auc": roc[k],
+                       "pr_auc": pr[k]} for k in ids],
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalized": np.divide(cm, rows, out=np.zeros(cm.shape),
+                                                 where=rows > 0).tolist(),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# bootstrap confidence intervals (vectorised: resamples are multiplicity weights)
+# ---------------------------------------------------------------------------------------
+def _weighted_auc(W: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> np.ndarray:
+    """ROC AUC of each weighted resample (rows of W) with ties counted as one half."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # groups of tied scores
+    Wo = W[:, order]
+    gp = np.add.reduceat(Wo * is_pos[order], starts, axis=1)
+    gn = np.add.reduceat(Wo * ~is_pos[order], starts, axis=1)
+    below = np.cumsum(gn, axis=1) - gn
+    num = (gp * (below + 0.5 * gn)).sum(axis=1)
+    den = gp.sum(axis=1) * gn.sum(axis=1)
+    return np.divide(num, den, out=np.full(len(W), np.nan), where=den > 0)
+
+
+def _resample_stats(W, p, y, pred, positive_index) -> dict[str, np.ndarray]:
+    """The four headline metrics for every resample in W (n, N)."""
+    C = p.shape[1]
+    total = W.sum(axis=1)
+    eye = np.eye(C)
+    # (N, C) one-hots keep memory at N x C, not the N x C^2 of a full confusion matrix
+    tp = W @ (eye[y] * (pred == y)[:, None])
+    support, predicted = W @ eye[y], W @ eye[pred]
+    # same class set sklearn uses: classes seen in truth or predictions of the full sample
+    present = np.isin(np.arange(C), np.union1d(y, pred))
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    true_present = np.isin(np.arange(C), y)
+    if positive_index is not None or C == 2:
+        k = positive_index if positive_index is not None else 1
+        auc = _weighted_auc(W, p[:, k], y == k)
+    else:
+        per = [_weighted_auc(W, p[:, k], y == k) for k in range(C) if true_present[k] and (y != k).any()]
+        auc = np.mean(per, axis=0) if per else np.full(len(W), np.nan)
+    return {
+        "accuracy": (W @ (pred == y)) / total,
+        "balanced_accuracy": recall[:, true_present].mean(axis=1),
+        "macro_f1": f1[:, present].mean(axis=1),
+        "roc_auc": auc,
+    }
+
+
+def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return None
+    return [float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))]
+
+
+def _resample_weights(y: np.ndarray, n: int, seed: int, chunk: int = 250):
+    """Chunks of stratified bootstrap multiplicities; same seed -> same resamples everywhere."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, chunk):
+        yield screening.stratified_counts(y, min(chunk, n - start), rng).astype(np.float64)
+
+
+def bootstrap_cis(probs, labels, n: int = 1000, seed: int = 0, alpha: float = 0.05, preds=None,
+                  positive_index: int | None = None, chunk: int = 250) -> dict[str, list | None]:
+    """Percentile intervals for accuracy, balanced accuracy, macro-F1 and ROC AUC at once.
+
+    Resampling is stratified by true class so every resample contains every class (AUC and
+    balanced accuracy stay defined); chunks bound memory to chunk x N weights.
+    """
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    pred = p.argmax(axis=1) if preds is None else np.asarray(preds, dtype=np.int64)
+    parts: dict[str, list] = {k: [] for k in VECTORISED}
+    for W in _resample_weights(y, n, seed, chunk):
+        for k, v in _resample_stats(W, p, y, pred, positive_index).items():
+            parts[k].append(v)
+    return {k: _interval(np.concatenate(v), alpha) for k, v in parts.items()}
+
+
+def bootstrap_ci(probs, labels, metric_fn: str | Callable = "accuracy", n: int = 1000,
+                 seed: int = 0, alpha: float = 0.05, preds=None,
+                 positive_index: int | None = None) -> tuple[float, float] | None:
+    """(low, high) percentile interval of metric_fn over stratified bootstrap resamples.
+
+    metric_fn: one of "accuracy", "balanced_accuracy", "macro_f1", "roc_auc" (vectorised,
+    fast) or any callable(probs, labels) -> float (evaluated once per resample).
+    """
+    if isinstance(metric_fn, str):
+        if metric_fn not in VECTORISED:
+            raise ValueError(f"metric_fn must be one of {VECTORISED} or a callable")
+        ci = bootstrap_cis(probs, labels, n, seed, alpha, preds, positive_index)[metric_fn]
+        return None if ci is None else (ci[0], ci[1])
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    vals = np.array([metric_fn(np.repeat(p, w, axis=0), np.repeat(y, w))
+                     for W in _resample_weights(y, n, seed) for w in W.astype(np.int64)], dtype=float)
+    ci = _interval(vals, alpha)
+    return None if ci is None else (ci[0], ci[1])
+
+
+# ---------------------------------------------------------------------------------------
+# run folder
+# ---------------------------------------------------------------------------------------
+def json_safe(obj):
+    """Plain JSON types; NaN/inf become None so the file is valid JSON everywhere."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json_atomic(path, obj) -> None:
+    """Write then rename, so a reader (the app, a crash) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(json_safe(obj), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path.name} is missing from run folder {path.parent.name}; "
+                       "the run did not finish, train it again.") from None
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path.name} in run folder {path.parent.name} is damaged ({exc.msg}); "
+                       "train the run again.") from None
+
+
+def load_outputs(run_dir) -> dict[str, dict[str, np.ndarray]]:
+    """{split: {logits, labels, features, paths}} for each outputs_<split>.npz present."""
+    out = {}
+    for split in SPLITS:
+        path = Path(run_dir) / f"outputs_{split}.npz"
+        if not path.exists():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out[split] = {k: z[k] for k in z.files}
+        except ValueError as exc:  # object arrays need pickle; we refuse to unpickle
+            raise RunError(f"{path.name} cannot be read safely ({exc}); train the run again.") from None
+        if len(out[split].get("labels", [])) == 0:
+            log.warning("%s is empty; ignoring it", path.name)
+            del out[split]
+    return out
+
+
+def _downsample(*arrays, max_points: int = ROC_MAX_POINTS):
+    n = len(arrays[0])
+    if n <= max_points:
+        return [a.tolist() for a in arrays]
+    keep = np.unique(np.linspace(0, n - 1, max_points).round().astype(int))
+    return [a[keep].tolist() for a in arrays]
+
+
+def _roc_points(y_bin, score) -> dict | None:
+    if y_bin.all() or not y_bin.any():
+        return None
+    fpr, tpr, thr = roc_curve(y_bin, score)
+    thr = np.where(np.isfinite(thr), thr, 1.0)  # sklearn's first threshold is +inf
+    fpr, tpr, thr = _downsample(fpr, tpr, thr)
+    return {"fpr": fpr, "tpr": tpr, "thresholds": thr}
+
+
+def _positive_index(meta: dict, class_names: list[str]) -> tuple[int | None, bool]:
+    """(index of the screening class, whether the user chose it).
+
+    Two-class runs without a chosen class are analysed for class 1 (sklearn's convention)
+    but the threshold is not applied to predictions: a leaf sorter did not ask for it.
+    """
+    chosen = meta.get("positive_class")
+    if chosen is not None:
+        if chosen not in class_names:
+            raise RunError(f"The positive class {chosen!r} is not one of the classes "
+                           f"({', '.join(class_names)}); choose one of them.")
+        return class_names.index(chosen), True
+    return (1, False) if len(class_names) == 2 else (None, False)
+
+
+def _target_sensitivity(run_dir: Path, meta: dict) -> float:
+    if "target_sensitivity" in meta:
+        return float(meta["target_sensitivity"])
+    cfg = run_dir / "config.json"
+    if cfg.exists():
+        return float(_read_json(cfg).get("target_sensitivity", 0.95))
+    return 0.95
+
+
+def _screening(val, ev, probs_val, probs_ev, pos, target, applied, n_boot, seed) -> dict:
+    y_val = val["labels"] == pos
+    thr = screening.threshold_for_sensitivity(probs_val[:, pos], y_val, target)
+    y_ev = ev["labels"] == pos
+    return {
+        "positive_index": pos, "target_sensitivity": target, "threshold": thr,
+        "applied_to_predictions": applied,
+        "validation": screening.operating_point(probs_val[:, pos], y_val, thr),
+        "evaluation": screening.operating_point(probs_ev[:, pos], y_ev, thr),
+        "evaluation_ci": screening.operating_point_ci(probs_ev[:, pos], y_ev, thr, n_boot, seed),
+    }
+
+
+def _ood(outs: dict, eval_split: str, notes: list[str]) -> OODDetector | None:
+    fit_split = "train" if "train" in outs else "val"
+    if any("features" not in outs[s] for s in {fit_split, "val", eval_split}):
+        notes.append("no features saved; the unusual-photo check is off for this run")
+        return None
+    if fit_split != "train":
+        notes.append("no training outputs; unusual-photo statistics were fitted on validation")
+    try:
+        det = OODDetector.fit(outs[fit_split]["features"], outs[fit_split]["labels"])
+    except RunError as exc:
+        log.warning("unusual-photo check not fitted: %s", exc)
+        notes.append(str(exc))
+        return None
+    det.calibrate(outs["val"]["features"])
+    return det
+
+
+def _split_sizes(outs: dict, class_names: list[str]) -> dict:
+    return {s: {"n": int(len(o["labels"])),
+                "per_class": {c: int((o["labels"] == k).sum()) for k, c in enumerate(class_names)}}
+            for s, o in outs.items()}
+
+
+def _misclassified(ev: dict, probs: np.ndarray, preds: np.ndarray, class_names) -> list[dict]:
+    wrong = np.flatnonzero(preds != ev["labels"])
+    conf = probs[wrong, preds[wrong]]
+    wrong = wrong[np.argsort(-conf)][:MISCLASSIFIED_MAX]  # confident mistakes first
+    paths = ev.get("paths", np.array([""] * len(preds)))
+    return [{"path": str(paths[i]), "true": class_names[ev["labels"][i]],
+             "predicted": class_names[preds[i]], "confidence": float(probs[i, preds[i]])}
+            for i in wrong]
+
+
+def _check_shapes(outs: dict, class_names: list[str], run_name: str) -> None:
+    for split, o in outs.items():
+        logits, labels = o.get("logits"), o.get("labels")
+        if logits is None or logits.ndim != 2 or logits.shape[1] != len(class_names) \
+                or len(labels) != len(logits) or labels.min() < 0 or labels.max() >= len(class_names):
+            raise RunError(f"outputs_{split}.npz of run {run_name} does not match its "
+                           f"{len(class_names)} classes; train the run again.")
+
+
+def _calibration_report(logits: np.ndarray, labels: np.ndarray, T: float) -> dict:
+    raw, cal = calibrate.apply_temperature(logits, 1.0), calibrate.apply_temperature(logits, T)
+    return {"temperature": T,
+            "ece_before": calibrate.expected_calibration_error(raw, labels),
+            "ece_after": calibrate.expected_calibration_error(cal, labels),
+            "bins_before": calibrate.reliability_bins(raw, labels),
+            "bins_after": calibrate.reliability_bins(cal, labels)}
+
+
+def _small_split_note(labels: np.ndarray, n_classes: int, split: str) -> list[str]:
+    fewest = int(np.bincount(labels, minlength=n_classes).min())
+    if fewest >= SMALL_TEST_PER_CLASS:
+        return []
+    return [f"small {split} set (fewest photos in a class: {fewest}); the 95% intervals are "
+            "wide, trust them over the point values"]
+
+
+def _load_for_evaluation(run_dir: Path) -> tuple[dict, list[str], dict]:
+    meta = _read_json(run_dir / "meta.json")
+    class_names = list(meta.get("class_names") or [])
+    if len(class_names) < 2:
+        raise RunError(f"Run {run_dir.name} lists fewer than two classes in meta.json; train it again.")
+    outs = load_outputs(run_dir)
+    if "val" not in outs:
+        raise RunError(f"Run {run_dir.name} has no validation outputs, so nothing can be "
+                       "calibrated; train it again with a validation split.")
+    _check_shapes(outs, class_names, run_dir.name)
+    return meta, class_names, outs
+
+
+def evaluate_run(run_dir, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Fit temperature / threshold / OOD on val, measure on test (or val), write the results.
+
+    Writes `<run>/evaluation.json`, `<run>/ood.npz` and updates meta.json keys
+    `temperature`, `threshold`, `positive_class`, `ood`. Returns the evaluation dict.
+    """
+    run_dir = Path(run_dir)
+    meta, class_names, outs = _load_for_evaluation(run_dir)
+    eval_split = "test" if "test" in outs else "val"
+    notes = [NO_TEST_NOTE] if eval_split == "val" else []
+    val, ev = outs["val"], outs[eval_split]
+
+    # everything chosen is chosen on val; ev is only measured
+    T = calibrate.fit_temperature(val["logits"], val["labels"])
+    probs_val = calibrate.apply_temperature(val["logits"], T)
+    probs_ev = calibrate.apply_temperature(ev["logits"], T)
+    pos, chosen = _positive_index(meta, class_names)
+    screen = None
+    if pos is not None:
+        try:
+            screen = _screening(val, ev, probs_val, probs_ev, pos, _target_sensitivity(run_dir, meta),
+                                chosen, n_boot, seed)
+        except RunError as exc:
+            log.warning("screening threshold not set: %s", exc)
+            notes.append(str(exc))
+    threshold = screen["threshold"] if (screen and chosen) else None
+    preds = screening.decide(probs_ev, pos, threshold)  # plain argmax when threshold is None
+    notes += _small_split_note(ev["labels"], len(class_names), eval_split)
+    det = _ood(outs, eval_split, notes)
+
+    evaluation = {
+        "evaluated_on": eval_split, "notes": notes, "class_names": class_names,
+        "split_sizes": _split_sizes(outs, class_names),
+        "metrics": metrics(probs_ev, ev["labels"], class_names, preds, pos),
+        "ci": {"level": 0.95, "n_bootstrap": n_boot,
+               **bootstrap_cis(probs_ev, ev["labels"], n_boot, seed, preds=preds, positive_index=pos)},
+        "calibration": _calibration_report(ev["logits"], ev["labels"], T),
+        "screening": screen,
+        "roc": _roc_curves(ev["labels"], probs_ev, class_names, pos),
+        "ood": None if det is None else {
+            **det.to_meta(), "flagged_fraction": float(det.flag(ev["features"]).mean())},
+        "misclassified": _misclassified(ev, probs_ev, preds, class_names),
+    }
+    if det is not None:
+        det.save(run_dir)  # before meta points at it
+    write_json_atomic(run_dir / "evaluation.json", evaluation)
+    _update_meta(run_dir, T, threshold, meta.get("positive_class"), det)
+    return json_safe(evaluation)
+
+
+def _roc_curves(labels, probs, class_names, pos) -> dict:
+    """One curve for the positive class, else one per class (one-vs-rest)."""
+    ks = [pos] if pos is not None else range(len(class_names))
+    return {class_names[k]: _roc_points(labels == k, probs[:, k]) for k in ks}
+
+
+def _update_meta(run_dir: Path, T: float, threshold, positive_class, det) -> None:
+    # re-read just before writing so keys another module wrote meanwhile are kept
+    meta = _read_json(run_dir / "meta.json")
+    meta.update({"temperature": T, "threshold": threshold, "positive_class": positive_class,
+                 "ood": None if det is None else det.to_meta()})
+    write_json_atomic(run_dir / "meta.json", meta)
