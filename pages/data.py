@@ -1,0 +1,190 @@
+"""Data: bring labelled photos, see what the engine finds wrong with them, choose the split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import plotly.express as px
+import streamlit as st
+
+from core.config import AUGMENT_PRESETS
+from ui import data_ops, state
+from ui.components import frame, guard, next_step, page_header, require_project
+from ui.i18n import has, t
+from ui.media import photo_grid, thumbnail
+
+frame()
+page_header("data.title", "data.purpose")
+project = require_project()
+has_source = bool(project.get("data_path"))
+
+# ---- 1. where the photos come from -----------------------------------------------------------
+with st.expander(t("data.source_title"), expanded=not has_source, icon=":material/upload:"):
+    tab_zip, tab_classes, tab_folder = st.tabs([t("data.tab_zip"), t("data.tab_classes"), t("data.tab_folder")])
+    with tab_zip:
+        st.caption(t("data.zip_help"))
+        upload = st.file_uploader(t("data.zip_label"), type=["zip"], key="data_zip_upload")
+        if upload is not None and st.button(t("data.zip_use"), key="data_zip_use", type="primary"):
+            with guard("zip"):
+                saved = data_ops.save_upload(upload, data_ops.uploads_dir(project))
+                data_ops.read_source(project, saved, "zip")
+                st.rerun()
+    with tab_classes:
+        st.caption(t("data.classes_help"))
+        root = data_ops.class_photos_dir(project)
+        with st.form("data_add_class_form", clear_on_submit=True, border=False):
+            cols = st.columns([3, 1], vertical_alignment="bottom")
+            new_class = cols[0].text_input(t("data.class_name"), key="data_new_class",
+                                           placeholder=t("data.class_name_placeholder"))
+            if cols[1].form_submit_button(t("data.add_class"), key="data_add_class") and new_class.strip():
+                (root / data_ops.safe_name(new_class.strip())).mkdir(parents=True, exist_ok=True)
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        for i, name in enumerate(classes):
+            folder = root / name
+            files = st.file_uploader(t("data.class_upload", name=name), type=data_ops.PHOTO_TYPES,
+                                     accept_multiple_files=True, key=f"data_class_upload_{i}")
+            for f in files or []:
+                data_ops.save_upload(f, folder)
+            st.caption(t("data.class_count", n=sum(1 for p in folder.iterdir() if p.is_file())))
+        if classes and st.button(t("data.classes_use"), key="data_classes_use", type="primary"):
+            with guard("classes"):
+                data_ops.read_source(project, root, "classes")
+                st.rerun()
+    with tab_folder:
+        st.caption(t("data.folder_help"))
+        folder_path = st.text_input(t("data.folder_label"), key="data_folder_path",
+                                    placeholder="/home/me/photos/leaves")
+        if st.button(t("data.folder_use"), key="data_folder_use", type="primary", disabled=not folder_path.strip()):
+            with guard("folder"):
+                data_ops.read_source(project, Path(folder_path.strip()).expanduser(), "folder")
+                st.rerun()
+
+if not has_source:
+    st.info(t("data.no_source"), icon=":material/info:")
+    st.stop()
+
+# ---- 2. read the photos once (sample projects start here) --------------------------------------
+table_missing = not state.files_table_path(project).exists()
+if table_missing:
+    with guard("scan"):
+        data_ops.read_source(project, project["data_path"], (project.get("source") or {}).get("kind") or "folder")
+    project = state.current_project()
+    if not state.files_table_path(project).exists():
+        st.stop()
+
+df_all = state.load_files_table(project, include_excluded=True)
+df = state.load_files_table(project)
+excluded = project.get("excluded", [])
+
+st.subheader(t("data.overview_title"))
+top = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
+top[0].caption(t("data.source_path", path=project["data_path"]))
+top[1].metric(t("data.n_photos"), len(df))
+top[2].metric(t("data.n_classes"), df["label"].nunique())
+top[3].metric(t("data.n_excluded"), len(excluded), help=t("data.excluded_help"))
+if top[4].button(t("data.rescan"), key="data_rescan", help=t("data.rescan_help")):
+    state.clear_files_table(project)
+    st.rerun()
+
+counts = df.assign(split=df["split"].replace("", t("data.unsplit"))).groupby(["label", "split"]).size() \
+    .reset_index(name="photos")
+fig = px.bar(counts, x="label", y="photos", color="split" if df["split"].ne("").any() else None,
+             labels={"label": t("data.axis_class"), "photos": t("data.axis_photos"), "split": t("data.axis_split")},
+             title=t("data.counts_title"))
+fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
+st.plotly_chart(fig, key="data_counts_chart")
+
+# ---- 3. what the engine found ------------------------------------------------------------------
+st.subheader(t("data.findings_title"))
+with guard("check"):
+    found = data_ops.findings(project)
+    if not found:
+        st.success(t("data.no_findings"), icon=":material/check_circle:")
+    for i, finding in enumerate(found):
+        show = {"error": st.error, "warning": st.warning}.get(finding.severity, st.info)
+        title_key = f"finding.{finding.code}"
+        text = t(title_key, n=len(finding.files)) if has(title_key) else finding.message
+        show(f"**{text}**  \n{finding.message}" if has(title_key) else text,
+             icon={"error": ":material/error:", "warning": ":material/warning:"}.get(finding.severity,
+                                                                                      ":material/info:"))
+        if finding.files:
+            with st.expander(t("data.finding_files", n=len(finding.files)), key=f"data_finding_files_{i}"):
+                photo_grid(finding.files, captions=[f"{Path(f).parent.name}/{Path(f).name}" for f in finding.files],
+                           limit=12)
+                if len(finding.files) > 12:
+                    st.caption(t("data.more_files", n=len(finding.files) - 12))
+        if finding.fix:
+            fix_key = f"fix.{finding.fix}"
+            label = t(fix_key) if has(fix_key) else t("data.fix_generic")
+            if st.button(label, key=f"data_fix_{i}_{finding.code}", help=t("data.fix_help")):
+                n = data_ops.exclude(project, df, finding.files)
+                st.toast(t("data.fixed", n=n))
+                st.rerun()
+if excluded:
+    with st.expander(t("data.excluded_title", n=len(excluded))):
+        st.caption(t("data.excluded_help"))
+        st.dataframe({t("data.col_file"): excluded}, hide_index=True)
+        if st.button(t("data.restore"), key="data_restore_excluded"):
+            state.update_project(project, excluded=[])
+            st.rerun()
+
+# ---- 4. sample photos ------------------------------------------------------------------------------
+st.subheader(t("data.samples_title"))
+labels = sorted(df["label"].unique())
+if labels:
+    for tab, label in zip(st.tabs(labels[:20]), labels[:20]):
+        with tab:
+            paths = df.loc[(df["label"] == label) & df["readable"], "path"].tolist()
+            photo_grid(paths, limit=12)
+            st.caption(t("data.class_total", n=int((df["label"] == label).sum())))
+
+# ---- 5. split ------------------------------------------------------------------------------------------
+st.subheader(t("data.split_title"))
+st.caption(t("data.split_help"))
+split = project.get("split", {})
+already_split = df["split"].ne("").all()
+if already_split:
+    st.info(t("data.split_existing"), icon=":material/info:")
+cols = st.columns(2)
+val_fraction = cols[0].slider(t("data.val_fraction"), 0.05, 0.4, float(split.get("val_fraction", 0.2)), 0.05,
+                              key="data_val_fraction", help=t("help.validation"), disabled=already_split)
+test_fraction = cols[1].slider(t("data.test_fraction"), 0.0, 0.4, float(split.get("test_fraction", 0.1)), 0.05,
+                               key="data_test_fraction", help=t("help.test_split"), disabled=already_split)
+if val_fraction + test_fraction >= 0.9:
+    st.warning(t("data.split_too_big"))
+elif (val_fraction, test_fraction) != (split.get("val_fraction"), split.get("test_fraction")):
+    state.update_project(project, split={**split, "val_fraction": val_fraction, "test_fraction": test_fraction})
+if test_fraction == 0 and not already_split:
+    st.caption(t("data.no_test_note"))
+with guard("split"):
+    table = data_ops.split_preview(df, val_fraction, test_fraction, int(split.get("seed", 0)))
+    st.dataframe(table, key="data_split_table")
+
+# ---- 6. augmentation preview -------------------------------------------------------------------------
+st.subheader(t("data.augment_title"))
+st.caption(t("help.augmentation"))
+settings = project.get("settings", {})
+cols = st.columns([2, 2, 1])
+preset = cols[0].selectbox(t("data.augment_preset"), AUGMENT_PRESETS,
+                           index=AUGMENT_PRESETS.index(settings.get("augment", "light")),
+                           format_func=lambda p: t(f"augment.{p}"), key="data_aug_preset",
+                           help=t("help.augmentation"))
+if preset != settings.get("augment"):
+    state.update_project(project, settings={**settings, "augment": preset})
+readable = df[df["readable"]]
+if not readable.empty:
+    label = cols[1].selectbox(t("data.augment_class"), labels, key="data_aug_class")
+    pool = readable.loc[readable["label"] == label, "path"].tolist() or readable["path"].tolist()
+    index = int(cols[2].number_input(t("data.augment_photo"), 1, len(pool), 1, key="data_aug_photo")) - 1
+    with guard("augment"):
+        from core.augment import preview
+        from core.data.ingest import load_image
+
+        image = load_image(pool[index], draft_size=448)
+        image.thumbnail((448, 448))
+        shots = preview(image, preset, image_size=160, n=8, seed=0)
+        st.image([thumbnail(pool[index], 160)] + list(shots),
+                 caption=[t("data.augment_original")] + [t("data.augment_variant", i=i + 1) for i in range(len(shots))],
+                 width=140)
+
+st.divider()
+next_step("model", "data.next")

@@ -1,0 +1,133 @@
+"""Model: choose the pretrained backbone, how much of it to retrain, and (optionally) the settings."""
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from core.config import AUGMENT_PRESETS, STRATEGIES, recommend_strategy
+from ui import model_info, state
+from ui.components import frame, guard, next_step, page_header, require_data, require_project
+from ui.i18n import t
+
+log = logging.getLogger(__name__)
+
+frame()
+page_header("model.title", "model.purpose")
+project = require_project()
+df = require_data(project)
+model = dict(project.get("model") or {})
+settings = dict(project.get("settings") or {})
+n_train = model_info.train_count(df, project)
+n_usable = int(df["readable"].sum())
+
+# ---- backbone cards ---------------------------------------------------------------------------
+st.subheader(t("model.backbone_title"), help=t("help.backbone"))
+st.caption(t("model.backbone_help"))
+chosen = model.get("backbone") or model_info.default_backbone()
+
+
+def backbone_card(spec, container) -> None:
+    info = model_info.card_info(spec, n_usable, model.get("strategy") or recommend_strategy(n_train)[0],
+                                settings, float((project.get("split") or {}).get("val_fraction", 0.2)))
+    with container.container(border=True):
+        is_chosen = spec.name == chosen
+        st.markdown(f"**{spec.display_name}**" + (" :material/check_circle:" if is_chosen else ""))
+        st.caption(t("model.card_family", family=spec.family))
+        if info["offline"]:
+            st.badge(t("model.offline_ready"), icon=":material/offline_pin:", color="green")
+        else:
+            st.badge(t("model.needs_download"), icon=":material/cloud_download:", color="orange")
+        st.markdown(t("model.card_size", mb=info["size_mb"], params=spec.params_m))
+        if info["speed"]:
+            st.caption(t("model.card_speed", speed=info["speed"]), help=t("model.cost_help"))
+        if spec.notes:
+            st.caption(spec.notes)
+        if st.button(t("model.chosen") if is_chosen else t("model.choose"), key=f"model_choose_{spec.name}",
+                     disabled=is_chosen, type="primary" if is_chosen else "secondary"):
+            state.update_project(project, model={**model, "backbone": spec.name})
+            st.rerun()
+
+
+with guard("backbones"):
+    specs = model_info.backbones()
+    # first the models that work offline (and the chosen one), the rest one click away
+    first = [s for s in specs if model_info.offline(s.name) or s.name == chosen]
+    rest = [s for s in specs if s not in first]
+    cols = st.columns(3)
+    for i, spec in enumerate(first):
+        backbone_card(spec, cols[i % 3])
+    if rest:
+        with st.expander(t("model.more_backbones", n=len(rest)), icon=":material/apps:"):
+            cols = st.columns(3)
+            for i, spec in enumerate(rest):
+                backbone_card(spec, cols[i % 3])
+    if chosen not in {s.name for s in specs}:
+        st.info(t("model.custom_chosen", name=chosen), icon=":material/info:")
+
+# ---- freeze strategy ---------------------------------------------------------------------------
+st.subheader(t("model.strategy_title"), help=t("help.freeze"))
+recommended, _reason = recommend_strategy(n_train)
+current = model.get("strategy") or recommended
+strategy = st.radio(
+    t("model.strategy_label"), STRATEGIES, index=STRATEGIES.index(current),
+    format_func=lambda s: t(f"strategy.{s}") + (f"  ({t('model.recommended')})" if s == recommended else ""),
+    captions=[t(f"strategy.{s}.help") for s in STRATEGIES], key="model_strategy", help=t("help.freeze"),
+)
+st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
+          reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
+if strategy != current:
+    state.update_project(project, model={**model, "strategy": strategy})
+    model["strategy"] = strategy
+
+# ---- advanced settings ---------------------------------------------------------------------------
+with st.expander(t("model.advanced_title"), expanded=False, icon=":material/tune:"):
+    st.caption(t("model.advanced_help"))
+    c1, c2, c3 = st.columns(3)
+    epochs = c1.number_input(t("model.epochs"), 1, 300, int(settings.get("epochs", 15)), key="model_epochs",
+                             help=t("help.epoch"))
+    lr_options = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+    lr_now = settings.get("lr") if settings.get("lr") in lr_options else None
+    lr = c2.select_slider(t("model.lr"), lr_options, value=lr_now, key="model_lr", help=t("help.learning_rate"),
+                          format_func=lambda v: t("model.auto") if v is None else f"{v:g}")
+    batch_options = [4, 8, 16, 32, 64, 128]
+    batch = c3.selectbox(t("model.batch_size"), batch_options,
+                         index=batch_options.index(settings.get("batch_size", 32))
+                         if settings.get("batch_size", 32) in batch_options else 3,
+                         key="model_batch_size", help=t("help.batch_size"))
+    c4, c5, c6 = st.columns(3)
+    size_options = [None, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384]
+    size_now = settings.get("image_size") if settings.get("image_size") in size_options else None
+    image_size = c4.selectbox(t("model.image_size"), size_options, index=size_options.index(size_now),
+                              format_func=lambda v: t("model.auto_size") if v is None else f"{v} px",
+                              key="model_image_size", help=t("help.image_size"))
+    augment = c5.selectbox(t("model.augment"), AUGMENT_PRESETS,
+                           index=AUGMENT_PRESETS.index(settings.get("augment", "light")),
+                           format_func=lambda p: t(f"augment.{p}"), key="model_augment", help=t("help.augmentation"))
+    patience = c6.number_input(t("model.patience"), 0, 50, int(settings.get("early_stopping_patience", 5)),
+                               key="model_patience", help=t("help.early_stopping"))
+    c7, c8 = st.columns(2)
+    weights = c7.radio(t("model.weights"), ["pretrained", "scratch"],
+                       index=0 if settings.get("weights", "pretrained") == "pretrained" else 1,
+                       format_func=lambda w: t(f"weights.{w}"), key="model_weights", help=t("help.pretrained"),
+                       horizontal=True)
+    custom = c8.text_input(t("model.custom_backbone"), value="", key="model_custom_backbone",
+                           placeholder="resnet18", help=t("help.custom_backbone"))
+    if custom.strip() and st.button(t("model.use_custom"), key="model_use_custom"):
+        with guard("custom backbone"):
+            model_info.check_backbone_name(custom.strip())
+            state.update_project(project, model={**model, "backbone": custom.strip()})
+            st.rerun()
+
+new_settings = {**settings, "epochs": int(epochs), "lr": lr, "batch_size": int(batch), "image_size": image_size,
+                "augment": augment, "early_stopping_patience": int(patience), "weights": weights}
+if new_settings != settings:
+    state.update_project(project, settings=new_settings)
+
+with st.expander(t("model.glossary_title"), icon=":material/menu_book:"):
+    for term in ("backbone", "freeze", "epoch", "learning_rate", "batch_size", "image_size", "augmentation",
+                 "validation", "early_stopping"):
+        st.markdown(f"**{t('term.' + term)}**: {t('help.' + term)}")
+
+st.divider()
+next_step("train", "model.next")

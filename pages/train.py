@@ -1,0 +1,147 @@
+"""Train: start the training in the background, watch it live, stop it."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.config import recommend_strategy
+from ui import data_ops, model_info, progress, state
+from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_data, require_project, run_label
+from ui.i18n import t
+
+log = logging.getLogger(__name__)
+
+frame()
+page_header("train.title", "train.purpose")
+project = require_project()
+df = require_data(project)
+model = project.get("model") or {}
+settings = project.get("settings") or {}
+n_train = model_info.train_count(df, project)
+strategy = model.get("strategy") or recommend_strategy(n_train)[0]
+
+# ---- what will be trained ---------------------------------------------------------------------------
+with st.container(border=True):
+    cols = st.columns([1, 2, 2, 1])
+    backbone = model.get("backbone") or model_info.default_backbone()
+    for col, label, value, help_key in (
+            (cols[0], t("train.summary_photos"), str(int(df["readable"].sum())), None),
+            (cols[1], t("term.backbone"), model_info.display_name(backbone), "help.backbone"),
+            (cols[2], t("term.freeze"), t(f"strategy.{strategy}"), "help.freeze"),
+            (cols[3], t("term.epoch"), str(int(settings.get("epochs", 15))), "help.epoch")):
+        col.caption(label, help=t(help_key) if help_key else None)
+        col.markdown(f"**{value}**")
+    next_step("model", "train.change_settings")
+
+blocking = []
+with guard("check"):
+    blocking = [f for f in data_ops.findings(project) if f.severity == "error"]
+for finding in blocking:
+    st.error(finding.message, icon=":material/block:")
+if blocking:
+    st.warning(t("train.blocked"))
+    next_step("data", "common.go_data")
+
+
+# ---- which run to show: this project's last run, reattached after a reload ------------------------
+def _status(run_dir: str | None) -> dict | None:
+    if not run_dir or not Path(run_dir).is_dir():
+        return None
+    try:
+        return jobs.job_status(run_dir)
+    except Exception as exc:  # a damaged status file must not break the page
+        log.warning("status of %s unreadable: %s", run_dir, exc)
+        return None
+
+
+run_dir = project.get("last_run")
+status = _status(run_dir)
+mine_active = status is not None and status["state"] in ("queued", "running")
+other_active = None
+with guard("active job"):
+    active = jobs.active_job()
+    if active is not None and (run_dir is None or Path(active).resolve() != Path(run_dir).resolve()):
+        other_active = active
+
+if other_active is not None and not mine_active:
+    st.info(t("train.other_running", run=run_label(other_active)), icon=":material/hourglass_top:")
+
+start_cols = st.columns([1, 3], vertical_alignment="center")
+if start_cols[0].button(t("train.start"), key="train_start", type="primary", disabled=mine_active or bool(blocking),
+                        icon=":material/play_arrow:"):
+    with guard("submit"):
+        config = model_info.build_config(project, df)
+        new_run = jobs.submit(config)
+        state.add_run(project, new_run)
+        st.rerun()
+start_cols[1].caption(t("train.start_help"))
+
+
+# ---- live view ---------------------------------------------------------------------------------------
+def device_panel() -> None:
+    with guard("device"):
+        from ui.device import device_summary
+
+        st.caption(device_summary())
+
+
+@st.fragment(run_every=1.0 if mine_active else None)
+def live(run_dir: str, was_active: bool) -> None:
+    status = _status(run_dir)
+    if status is None:
+        st.warning(t("train.run_missing"))
+        return
+    state_name = status["state"]
+    epochs, batches = progress.read_events(run_dir)
+    info = progress.progress(run_dir, status, epochs, batches)
+    st.markdown(t("train.run_heading", run=run_label(run_dir)))
+    if state_name == "queued":
+        st.info(t("train.queued", position=status.get("position") or 1), icon=":material/hourglass_top:")
+    elif state_name == "running":
+        st.progress(info["fraction"], text=t("train.progress", epoch=info["epoch"], total=info["epochs_total"],
+                                             pct=int(info["fraction"] * 100), elapsed=fmt_seconds(info["elapsed"]),
+                                             eta=fmt_seconds(info["eta"])))
+        if epochs.empty and batches.empty and status.get("message"):
+            st.caption(t("train.now", message=status["message"]))  # e.g. preparing the photos
+        elif info["fraction"] >= 0.999:
+            st.caption(t("train.finishing"))
+    elif state_name == "done":
+        st.success(t("train.done", time=fmt_seconds(info["elapsed"])), icon=":material/check_circle:")
+    elif state_name == "stopped":
+        st.warning(t("train.stopped"), icon=":material/stop_circle:")
+    else:
+        st.error(t("train.failed", message=status.get("message") or ""), icon=":material/error:")
+
+    if state_name in ("queued", "running"):
+        if st.button(t("train.stop"), key="train_stop", icon=":material/stop:", help=t("train.stop_help")):
+            with guard("stop"):
+                jobs.stop(run_dir)
+                st.toast(t("train.stop_requested"))
+        device_panel()
+    if not epochs.empty:
+        last = epochs.iloc[-1]
+        cols = st.columns(4)
+        for col, key, label, fmt in zip(cols, ("val_acc", "val_loss", "val_f1", "images_per_s"),
+                                        ("train.metric_val_acc", "train.metric_val_loss", "train.metric_val_f1",
+                                         "train.metric_speed"), ("{:.1%}", "{:.3f}", "{:.1%}", "{:.0f}")):
+            if key in last and last[key] == last[key]:
+                col.metric(t(label), fmt.format(float(last[key])),
+                           help=t("train.metric_last_epoch", epoch=int(last.get("epoch", 0))))
+    if not epochs.empty or not batches.empty:
+        st.plotly_chart(progress.curves_figure(epochs, batches), key="train_curves")
+    elif state_name == "running":
+        st.caption(t("train.preparing"))
+    if was_active and state_name not in ("queued", "running"):
+        st.rerun(scope="app")  # stop polling, show the next steps
+
+
+if run_dir and status is not None:
+    st.divider()
+    live(run_dir, mine_active)
+    if status["state"] == "done":
+        next_step("evaluate", "train.next")
+elif not blocking:
+    device_panel()

@@ -1,0 +1,79 @@
+"""All user-facing text of the app, in English and Bahasa Indonesia.
+
+Catalogues live in `assets/i18n/{en,id}.json` as flat `{"dotted.key": "text"}` maps.
+`t(key, **fmt)` returns the text in the current language (session state `lang`), falling
+back to English, then to the key itself (logged) so a missing text never breaks a page.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LANGS: dict[str, str] = {"en": "English", "id": "Bahasa Indonesia"}
+DEFAULT_LANG = "en"
+CATALOGUE_DIR = Path(__file__).resolve().parent.parent / "assets" / "i18n"
+SESSION_KEY = "lang"
+
+
+@lru_cache(maxsize=None)
+def catalogue(lang: str) -> dict[str, str]:
+    path = CATALOGUE_DIR / f"{lang}.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        log.error("missing i18n catalogue %s", path)
+        return {}
+
+
+def normalise(lang: Any) -> str:
+    """A supported language code from anything (query param, project file), else English."""
+    if isinstance(lang, list):
+        lang = lang[-1] if lang else None
+    lang = str(lang or "").strip().lower()
+    return lang if lang in LANGS else DEFAULT_LANG
+
+
+_last_lang = DEFAULT_LANG  # language of the latest script run, for calls made outside one
+
+
+def get_lang() -> str:
+    """The language of this browser session (session state), or of the latest run when called
+    outside a script run (AppTest evaluates format_func callbacks after the run)."""
+    global _last_lang
+    try:
+        import streamlit as st
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        if get_script_run_ctx(suppress_warning=True) is None:
+            return _last_lang
+        _last_lang = normalise(st.session_state.get(SESSION_KEY, DEFAULT_LANG))
+        return _last_lang
+    except Exception as exc:  # no Streamlit at all (plain scripts)
+        log.debug("no streamlit session (%s); using %s", exc, _last_lang)
+        return _last_lang
+
+
+def t(key: str, lang: str | None = None, **fmt: Any) -> str:
+    lang = normalise(lang) if lang else get_lang()
+    text = catalogue(lang).get(key)
+    if text is None:
+        text = catalogue(DEFAULT_LANG).get(key)
+    if text is None:
+        log.warning("missing i18n key %r", key)
+        return key
+    if fmt:
+        try:
+            return text.format(**fmt)
+        except (KeyError, IndexError, ValueError):
+            log.warning("bad format arguments for i18n key %r: %s", key, sorted(fmt))
+            return text
+    return text
+
+
+def has(key: str) -> bool:
+    return key in catalogue(DEFAULT_LANG)

@@ -1,0 +1,63 @@
+"""Predictions for the Test page: a cached Predictor per run and plain dicts to display."""
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageOps
+
+from core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _predictor(run_dir: str, stamp: float):
+    from core.predict import Predictor
+
+    return Predictor.from_run(run_dir)
+
+
+def predictor(run_dir: str):
+    model = Path(run_dir) / "model.safetensors"
+    meta = Path(run_dir) / "meta.json"
+    stamp = max(p.stat().st_mtime for p in (model, meta) if p.exists()) if model.exists() else 0.0
+    return _predictor(str(run_dir), stamp)
+
+
+def open_upload(uploaded) -> Image.Image:
+    """An uploaded photo as upright RGB; DataError in plain words when it is not a photo."""
+    from core.data.ingest import to_rgb
+
+    try:
+        image = Image.open(io.BytesIO(uploaded.getvalue()))
+        image.load()
+    except Exception as exc:  # PIL raises many types for bad bytes
+        raise DataError(f"{uploaded.name} cannot be read as a photo ({exc.__class__.__name__}): "
+                        "use a JPEG or PNG file") from None
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def as_dict(prediction: Any) -> dict[str, Any]:
+    """A core.predict.Prediction as label, confidence, topk [(class, probability)], ood, error."""
+    return {"label": prediction.label, "confidence": float(prediction.probability or 0.0),
+            "topk": list(prediction.top_k or []), "ood": bool(prediction.ood), "error": prediction.error,
+            "positive": prediction.positive}
+
+
+def predict_images(run_dir: str, images: list, top_k: int = 3) -> list[dict[str, Any]]:
+    return [as_dict(p) for p in predictor(run_dir).predict(images, top_k=top_k)]
+
+
+def predict_folder(run_dir: str, folder: str) -> pd.DataFrame:
+    folder_path = Path(folder).expanduser()
+    if not folder_path.is_dir():
+        raise DataError(f"{folder} is not a folder on this computer: check the path and try again")
+    table = predictor(run_dir).predict_folder(folder_path)
+    if table.empty:
+        raise DataError(f"no photos found in {folder}: choose a folder with JPEG or PNG files")
+    return table

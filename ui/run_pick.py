@@ -1,0 +1,43 @@
+"""Choosing one of the project's trained runs (Evaluate, Test pages)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ui import state
+from ui.components import next_step
+from ui.i18n import t
+
+log = logging.getLogger(__name__)
+
+
+def trained_runs(project: dict[str, Any]) -> list[str]:
+    """Project runs that have a model, newest first."""
+    return [r for r in reversed(state.project_runs(project)) if (Path(r) / "model.safetensors").exists()]
+
+
+def pick_run(project: dict[str, Any], key: str) -> str:
+    """A selectbox of trained runs (newest first, the project's last run preselected), or stop."""
+    runs = trained_runs(project)
+    if not runs:
+        st.info(t("common.no_run"), icon=":material/info:")
+        next_step("train", "common.go_train")
+        st.stop()
+    last = project.get("last_run")
+    index = runs.index(last) if last in runs else 0
+    return st.selectbox(t("common.pick_run"), runs, index=index, key=key, format_func=run_title,
+                        help=t("common.pick_run_help"))
+
+
+def run_title(run_dir: str) -> str:
+    from core.runs import read_json
+
+    config = read_json(Path(run_dir) / "config.json") or {}
+    name = Path(run_dir).name
+    backbone = config.get("backbone", "?")
+    strategy = config.get("strategy")
+    strategy = t(f"strategy.{strategy}") if strategy else "?"
+    return f"{name} · {backbone} · {strategy}"
