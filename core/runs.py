@@ -1,0 +1,314 @@
+"""Run folders: one per training, self-describing, never silently lost.
+
+`<ws>/runs/<run_id>/` holds config.json (written first, so every run can be repeated),
+status.json, metrics.jsonl, model.safetensors, meta.json, splits.csv, train.log, and later
+outputs_<split>.npz / evaluation.json from the trust features. Everything here reads those
+files tolerantly: a run still training (half-written last line) or a crashed one (no model)
+is listed and described, not an exception.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psutil
+
+from core.config import ConfigError, TrainConfig
+from core.errors import RunError
+from core.workspace import subdir, workspace_dir
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "done", "failed", "stopped")
+STRATEGY_SHORT = {"feature-extraction": "fe", "fine-tune": "ft", "full": "full", "two-stage": "2stage"}
+CONFIG_FILE, META_FILE, STATUS_FILE = "config.json", "meta.json", "status.json"
+METRICS_FILE, MODEL_FILE, EVALUATION_FILE = "metrics.jsonl", "model.safetensors", "evaluation.json"
+SPLITS_FILE, LOG_FILE, STOP_FILE = "splits.csv", "train.log", "STOP"
+
+
+# ---- small JSON helpers ------------------------------------------------------------------
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically (temp file + rename) so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`, or None when it is missing or damaged (logged)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return None
+
+
+# ---- creating a run ----------------------------------------------------------------------
+def short_backbone(name: str) -> str:
+    """A readable short name: tf_efficientnet_lite0 -> lite0, convnext_tiny.fb_in1k -> convnext_tiny."""
+    name = name.split(".")[0]
+    for prefix in ("tf_", "efficientnet_", "timm/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return slug[:limit].strip("-") or "run"
+
+
+def run_id_for(config: TrainConfig, now: datetime | None = None) -> str:
+    now = now or datetime.now()
+    label = config.run_name or Path(config.data_path.rstrip("/\\")).stem
+    parts = [short_backbone(config.backbone), STRATEGY_SHORT.get(config.strategy, config.strategy), _slug(label)]
+    return f"{now:%Y-%m-%d_%H%M}_" + "-".join(_slug(p, 24) for p in parts)
+
+
+def new_run_dir(config: TrainConfig, workspace: str | os.PathLike | None = None) -> Path:
+    """Create a fresh, uniquely named run folder and write config.json into it first."""
+    runs = subdir("runs", workspace)
+    base = run_id_for(config)
+    for attempt in range(1, 1000):
+        candidate = runs / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        config.to_json(candidate / CONFIG_FILE)
+        write_status(candidate, "queued")
+        return candidate
+    raise RunError(f"could not create a new run folder in {runs}; remove old runs and try again")
+
+
+def _now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def write_status(run_dir: Path, state: str, message: str = "", **extra: Any) -> dict:
+    """Merge into status.json: {"state", "pid", "message", "updated", ...}.
+
+    The key is "state" and times are ISO 8601, as core.jobs reads them; earlier keys
+    (submitted, started) are kept.
+    """
+    if state not in STATUSES:
+        raise ValueError(f"unknown run state {state!r}")  # a bug in the caller, not user input
+    path = Path(run_dir) / STATUS_FILE
+    data = read_json(path) or {}
+    data.update({"state": state, "pid": os.getpid(), "message": message, "updated": _now_iso(), **extra})
+    if state == "running":
+        data.setdefault("started", _now_iso())
+    write_json(path, data)
+    return data
+
+
+def read_status(run_dir: Path) -> dict:
+    """status.json with "state" guaranteed ("status" is the same value, for readers using either)."""
+    data = read_json(Path(run_dir) / STATUS_FILE) or {"message": "status.json missing"}
+    data["state"] = data.get("state") or data.get("status") or "failed"
+    data["status"] = data["state"]
+    return data
+
+
+def read_meta(run_dir: Path) -> dict:
+    return read_json(Path(run_dir) / META_FILE) or {}
+
+
+def update_meta(run_dir: Path, **changes: Any) -> dict:
+    """Merge `changes` into meta.json (used by training and by the trust features)."""
+    meta = read_meta(run_dir)
+    meta.update(changes)
+    write_json(Path(run_dir) / META_FILE, meta)
+    return meta
+
+
+# ---- reading runs ------------------------------------------------------------------------
+def read_metrics(run_dir: Path, kind: str | None = "epoch") -> pd.DataFrame:
+    """metrics.jsonl as a DataFrame (only lines of `kind`, or all when None).
+
+    Tolerates a half-written last line, because the UI reads while training appends.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    rows = []
+    if path.exists():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                log.debug("skipping unfinished line %d of %s", number, path)
+                continue
+            if kind is None or row.get("type") == kind:
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    config: TrainConfig
+    meta: dict
+    metrics: pd.DataFrame
+    evaluation: dict | None
+    status: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names", []))
+
+    def model(self, device: str = "cpu"):
+        """Rebuild the timm model (no download: weights="scratch") and load the best weights."""
+        from safetensors.torch import load_file
+
+        from core.backbones import create_backbone
+
+        weights = self.run_dir / MODEL_FILE
+        if not weights.exists() or not self.class_names:
+            raise RunError(f"run {self.run_id} has no trained model (status: {self.status.get('state')}); "
+                           "train it again")
+        model = create_backbone(self.meta.get("backbone", self.config.backbone), len(self.class_names),
+                                weights="scratch")
+        try:
+            model.load_state_dict(load_file(str(weights), device="cpu"))
+        except (RuntimeError, OSError) as exc:
+            raise RunError(f"the model file of run {self.run_id} is damaged ({str(exc).splitlines()[0]}); "
+                           "train it again") from exc
+        return model.to(device).eval()
+
+
+def resolve_run_dir(run: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Path:
+    """Accept a run folder path or a bare run id from `latih runs`."""
+    path = Path(run).expanduser()
+    if (path / CONFIG_FILE).exists():
+        return path.resolve()
+    by_id = workspace_dir(workspace, create=False) / "runs" / str(run)
+    if (by_id / CONFIG_FILE).exists():
+        return by_id
+    raise RunError(f"no run found at {run}; list runs with `latih runs`")
+
+
+def load_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Run:
+    run_dir = resolve_run_dir(run_dir, workspace)
+    try:
+        config = TrainConfig.from_json(run_dir / CONFIG_FILE)
+    except ConfigError as exc:
+        raise RunError(f"run {run_dir.name} has an unreadable config.json ({exc})") from exc
+    return Run(run_dir=run_dir, config=config, meta=read_meta(run_dir), metrics=read_metrics(run_dir),
+               evaluation=read_json(run_dir / EVALUATION_FILE), status=read_status(run_dir))
+
+
+def _best_epoch_row(metrics: pd.DataFrame, best_epoch: int | None) -> dict:
+    if metrics.empty or "epoch" not in metrics:
+        return {}
+    if best_epoch is not None and (metrics["epoch"] == best_epoch).any():
+        return metrics[metrics["epoch"] == best_epoch].iloc[-1].to_dict()
+    if "val_acc" in metrics and metrics["val_acc"].notna().any():
+        return metrics.loc[metrics["val_acc"].idxmax()].to_dict()
+    return {}
+
+
+def _headline(evaluation: dict | None, key: str) -> float | None:
+    """Pull one headline number out of evaluation.json, whatever its nesting ({value: ...} or a float)."""
+    if not evaluation:
+        return None
+    for container in (evaluation.get("metrics"), evaluation):
+        if isinstance(container, dict) and key in container:
+            value = container[key]
+            if isinstance(value, dict):
+                value = value.get("value", value.get("point"))
+            if isinstance(value, (int, float)):
+                return float(value)
+    return None
+
+
+def _created(status: dict, run_dir: Path) -> datetime:
+    for key in ("started", "submitted"):
+        try:
+            return datetime.fromisoformat(str(status[key])).replace(tzinfo=None)
+        except (KeyError, ValueError):
+            continue
+    return datetime.fromtimestamp(run_dir.stat().st_mtime)
+
+
+def summarize_run(run_dir: Path) -> dict:
+    """One row for the runs table; never raises for a damaged run (it is shown as such)."""
+    config = read_json(run_dir / CONFIG_FILE) or {}
+    meta, status = read_meta(run_dir), read_status(run_dir)
+    best = _best_epoch_row(read_metrics(run_dir), meta.get("best_epoch"))
+    evaluation = read_json(run_dir / EVALUATION_FILE)
+    return {
+        "run_id": run_dir.name,
+        "created": _created(status, run_dir),
+        "data": config.get("data_path"),
+        "backbone": config.get("backbone"),
+        "strategy": config.get("strategy"),
+        "status": status.get("state"),
+        "best_epoch": meta.get("best_epoch"),
+        "val_acc": best.get("val_acc"),
+        "val_f1": best.get("val_f1"),
+        "eval_split": (evaluation or {}).get("evaluated_on"),
+        "eval_acc": _headline(evaluation, "accuracy"),
+        "eval_f1": _headline(evaluation, "macro_f1"),
+        "wall_s": meta.get("wall_s"),
+        "run_dir": str(run_dir),
+    }
+
+
+def list_runs(workspace: str | os.PathLike | None = None) -> pd.DataFrame:
+    """All runs in the workspace, newest first."""
+    runs_root = workspace_dir(workspace, create=False) / "runs"
+    rows = [summarize_run(d) for d in sorted(runs_root.glob("*")) if (d / CONFIG_FILE).exists()] \
+        if runs_root.exists() else []
+    columns = ["run_id", "created", "data", "backbone", "strategy", "status", "best_epoch", "val_acc",
+               "val_f1", "eval_split", "eval_acc", "eval_f1", "wall_s", "run_dir"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("created", ascending=False, ignore_index=True) if rows else frame
+
+
+def delete_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None) -> None:
+    """Delete one run folder; refuses anything that is not a run folder, and a running run."""
+    run_dir = resolve_run_dir(run_dir, workspace)
+    status = read_status(run_dir)
+    if status.get("state") == "running" and _pid_alive(status.get("pid")):
+        raise RunError(f"run {run_dir.name} is still training; stop it first")
+    shutil.rmtree(run_dir)
+    log.info("deleted run %s", run_dir)
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def repeat_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None, callbacks=()):
+    """Train again from the run's saved config.json alone; returns the new TrainResult."""
+    from core.train import train
+
+    run = load_run(run_dir, workspace)
+    # Default to the original run's workspace, so caches and the runs list stay together.
+    return train(run.config, workspace=workspace or run.run_dir.parent.parent, callbacks=callbacks)
+
+
+__all__ = ["Run", "new_run_dir", "list_runs", "load_run", "delete_run", "read_metrics", "repeat_run",
+           "write_status", "read_status", "read_meta", "update_meta", "resolve_run_dir", "workspace_dir",
+           "write_json", "read_json", "summarize_run"]

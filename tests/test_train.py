@@ -1,0 +1,226 @@
+"""Training on tiny generated datasets (tinted 8x8 grids; see conftest.make_dataset).
+
+Kept small: EfficientNet-Lite0 (bundled weights, no network) at 64 px on a few dozen
+photos, so every test takes seconds on two shared cores. The statistics-heavy evaluation
+(another module) is switched off except where a test is about it.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core import train as train_module
+from core.callbacks import FunctionCallback
+from core.config import TrainConfig
+from core.errors import DataError
+from core.runs import load_run, read_metrics, read_status, repeat_run
+from core.train import lr_factor, train
+
+EPOCH_KEYS = {"epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
+              "images_per_s", "peak_mem_mb"}
+TIMING_KEYS = {"seconds", "images_per_s", "peak_mem_mb", "time"}
+
+
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
+
+
+def tiny_config(data, **changes) -> TrainConfig:
+    settings = dict(data_path=str(data), image_size=64, epochs=6, batch_size=8, lr=0.01, augment="none",
+                    val_fraction=0.25, early_stopping_patience=0)
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def epoch_rows(run_dir):
+    return read_metrics(run_dir).to_dict("records")
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+def test_feature_extraction_learns_and_leaves_a_complete_run(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=12)
+    result = train(tiny_config(data), workspace=workspace)
+
+    assert result.status == "done"
+    assert result.class_names == ["green", "red"]
+    assert result.metrics["val_acc"] > 0.5  # chance is 0.5; the tints make it easy
+    run = result.run_dir
+    for name in ("config.json", "meta.json", "metrics.jsonl", "model.safetensors", "splits.csv", "train.log",
+                 "status.json", "outputs_train.npz", "outputs_val.npz"):
+        assert (run / name).exists(), name
+    assert read_status(run)["state"] == "done"
+    rows = epoch_rows(run)
+    assert len(rows) == 6 and EPOCH_KEYS <= set(rows[0]) and {r["stage"] for r in rows} == {"head"}
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["best_epoch"] == result.best_epoch and meta["class_names"] == ["green", "red"]
+    assert meta["input_size"][-1] == 64 and len(meta["mean"]) == 3
+    with np.load(run / "outputs_val.npz") as out:
+        assert out["logits"].shape == (len(out["labels"]), 2) and out["logits"].dtype == np.float32
+        assert out["features"].shape[0] == len(out["paths"]) and out["labels"].dtype == np.int64
+        # the saved logits are the best checkpoint's: its val accuracy is the reported one
+        assert (out["logits"].argmax(1) == out["labels"]).mean() == pytest.approx(result.metrics["val_acc"])
+    # the features were cached on disk: a second run computes none
+    assert list((workspace / "cache" / "features").glob("tf_efficientnet_lite0-64-*.npy"))
+
+
+def test_early_stopping_stops_before_the_last_epoch(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=12)
+    result = train(tiny_config(data, epochs=40, early_stopping_patience=2, monitor="val_acc"), workspace=workspace)
+    assert result.status == "done"
+    epochs = [r["epoch"] for r in epoch_rows(result.run_dir)]
+    assert len(epochs) < 40
+    assert epochs[-1] - result.best_epoch == 2  # stopped exactly `patience` epochs after the best
+
+
+def test_stop_file_keeps_the_best_checkpoint_and_marks_stopped(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=12)
+
+    def press_stop(ctx, metrics):
+        if metrics["epoch"] == 2:
+            (ctx.run_dir / "STOP").touch()
+
+    result = train(tiny_config(data, epochs=10), workspace=workspace,
+                   callbacks=[FunctionCallback(on_epoch_end=press_stop)])
+    assert result.status == "stopped"
+    assert read_status(result.run_dir)["state"] == "stopped"
+    assert len(epoch_rows(result.run_dir)) == 2
+    assert result.best_epoch in (1, 2)
+    assert (result.run_dir / "model.safetensors").exists()
+    assert (result.run_dir / "outputs_val.npz").exists()  # a stopped run is still usable
+    load_run(result.run_dir).model()  # and loadable
+
+
+def test_same_seed_gives_identical_metrics_on_cpu(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=8)
+    config = tiny_config(data, strategy="fine-tune", epochs=2, augment="light", unfreeze_blocks=1, lr=1e-3)
+    first = train(config, workspace=workspace)
+    second = train(config, workspace=workspace)
+    assert without_timing(epoch_rows(first.run_dir)) == without_timing(epoch_rows(second.run_dir))
+
+
+def test_two_stage_runs_both_stages_with_smaller_backbone_lr(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=8)
+    seen = {}
+
+    def record_lrs(ctx, metrics):
+        groups = ctx.optimizer.param_groups
+        head = [g["lr"] for g in groups if g.get("is_head")]
+        body = [g["lr"] for g in groups if not g.get("is_head")]
+        seen[metrics["stage"]] = (max(head) if head else max(g["lr"] for g in groups), max(body) if body else None)
+
+    result = train(tiny_config(data, strategy="two-stage", epochs=3, head_epochs=1, lr=1e-3, backbone_lr=1e-4),
+                   workspace=workspace, callbacks=[FunctionCallback(on_epoch_end=record_lrs)])
+    stages = [r["stage"] for r in epoch_rows(result.run_dir)]
+    assert stages == ["head", "finetune", "finetune"]
+    head_lr, backbone_lr = seen["finetune"]
+    assert backbone_lr is not None and backbone_lr < head_lr
+    with np.load(result.run_dir / "outputs_train.npz") as out:
+        assert out["features"].shape[0] == len(out["labels"])
+
+
+def test_saved_config_repeats_the_run(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=8)
+    first = train(tiny_config(data, epochs=3), workspace=workspace)
+    again = repeat_run(first.run_dir)
+    assert again.run_dir != first.run_dir and again.run_dir.parent == first.run_dir.parent
+    assert without_timing(epoch_rows(first.run_dir)) == without_timing(epoch_rows(again.run_dir))
+
+
+def test_balanced_sampler_and_class_weights_train(make_dataset, workspace, no_evaluation):
+    data = make_dataset({"red": 14, "green": 5})
+    for mode in ("class-weights", "balanced-sampler"):
+        result = train(tiny_config(data, imbalance=mode, epochs=3), workspace=workspace)
+        assert result.status == "done" and result.best_epoch is not None
+
+
+def test_single_class_stops_with_the_data_check_message(make_dataset, workspace):
+    data = make_dataset(("red",), n=6)
+    with pytest.raises(DataError) as caught:
+        train(tiny_config(data), workspace=workspace)
+    assert "\n" not in str(caught.value)
+    run_dir = next((workspace / "runs").iterdir())
+    assert read_status(run_dir)["state"] == "failed"
+    assert (run_dir / "config.json").exists()  # the failed run can still be repeated once fixed
+
+
+def test_missing_data_path_creates_no_run(tmp_path, workspace):
+    with pytest.raises(DataError):
+        train(TrainConfig(data_path=str(tmp_path / "nowhere")), workspace=workspace)
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
+
+
+def test_evaluation_runs_at_the_end(make_dataset, workspace):
+    data = make_dataset(("red", "green"), n=12)
+    result = train(tiny_config(data, epochs=3, test_fraction=0.25), workspace=workspace)
+    assert (result.run_dir / "outputs_test.npz").exists()
+    assert (result.run_dir / "evaluation.json").exists()
+    assert result.metrics.get("evaluated_on") == "test" and "test_accuracy" in result.metrics
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factors = [lr_factor(step, warmup_steps=4, total_steps=20) for step in range(20)]
+    assert factors[0] == pytest.approx(0.25) and factors[3] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
+    assert factors[-1] > 0
+
+
+def test_deterministic_flag_is_restored(make_dataset, workspace, no_evaluation):
+    before = torch.are_deterministic_algorithms_enabled()
+    train(tiny_config(make_dataset(("red", "green"), n=6), epochs=1), workspace=workspace)
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_device_helpers_describe_the_cpu():
+    from core.device import PeakMemory, device_info, pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    info = device_info("cpu")
+    assert {"name", "memory_used_mb", "memory_total_mb", "utilisation_pct"} <= set(info)
+    assert 0 < info["memory_used_mb"] <= info["memory_total_mb"]
+    meter = PeakMemory(torch.device("cpu"))
+    meter.reset()
+    block = np.ones((16, 1024, 1024), dtype=np.uint8)  # 16 MB more resident memory
+    meter.sample()
+    assert meter.peak_mb() > 16 and block.sum() > 0
+
+
+def test_asking_for_a_missing_gpu_is_a_plain_error():
+    from core.device import pick_device
+    from core.errors import LatihError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(LatihError, match="no CUDA GPU"):
+        pick_device("cuda")
+
+
+def test_stop_file_present_before_start_ends_cleanly(make_dataset, workspace, no_evaluation):
+    from core.runs import new_run_dir
+
+    config = tiny_config(make_dataset(("red", "green"), n=6))
+    run_dir = new_run_dir(config, workspace)
+    (run_dir / "STOP").touch()
+    result = train(config, workspace=workspace, run_dir=run_dir)
+    assert result.status == "stopped" and result.best_epoch is None
+    assert read_status(run_dir)["state"] == "stopped"
+
+
+def test_failing_evaluation_keeps_the_trained_run(make_dataset, workspace, monkeypatch, caplog):
+    import core.evaluate
+
+    def broken(run_dir):
+        raise ValueError("statistics exploded")
+
+    monkeypatch.setattr(core.evaluate, "evaluate_run", broken)
+    result = train(tiny_config(make_dataset(("red", "green"), n=6), epochs=2), workspace=workspace)
+    status = read_status(result.run_dir)
+    assert result.status == "done" and status["state"] == "done"
+    assert "evaluation failed" in status["message"]
+    assert "statistics exploded" in (result.run_dir / "train.log").read_text()
