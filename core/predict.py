@@ -156,23 +156,21 @@ class Predictor:
         if self.positive_index is not None:
             prediction.positive_score = float(probs[self.positive_index])
             if self.threshold is not None:
-                prediction.positive = prediction.positive_score >= float(self.threshold)
-                if prediction.positive:  # the screening decision overrides argmax, as evaluated
-                    prediction.label = self.class_names[self.positive_index]
-                    prediction.probability = prediction.positive_score
+                # The screening decision replaces argmax exactly as the evaluation scored it:
+                # positive at or above the threshold, else the most probable other class.
+                from core.screening import decide
+
+                chosen = int(decide(probs, self.positive_index, float(self.threshold))[0])
+                prediction.positive = chosen == self.positive_index
+                prediction.label, prediction.probability = self.class_names[chosen], float(probs[chosen])
 
     def predict_folder(self, folder: str | os.PathLike, top_k: int = 3, recursive: bool = True) -> pd.DataFrame:
         return to_frame(self.predict(photo_files([folder], recursive), top_k))
 
 
 def _calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
-    try:
-        from core.calibrate import apply_temperature
-    except ImportError:  # calibration module absent: plain softmax at the given temperature
-        scaled = logits / temperature
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        exp = np.exp(scaled)
-        return exp / exp.sum(axis=1, keepdims=True)
+    from core.calibrate import apply_temperature
+
     return np.asarray(apply_temperature(logits, temperature), dtype=np.float64)
 
 

@@ -63,6 +63,28 @@ def stratified_counts(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.bincount(rows * N + idx.ravel(), minlength=n * N).reshape(n, N)
 
 
+def wilson_interval(successes: float, total: float, alpha: float = 0.05) -> list[float] | None:
+    """Wilson score interval for a proportion. Why: a percentile bootstrap collapses to a
+    single point when every photo of a small class is right (or wrong), which would tell a
+    user with 6 test photos that their accuracy is exactly 66.7%; Wilson never does."""
+    if total <= 0:
+        return None
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - alpha / 2))
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+
+
+def widen(interval: list[float] | None, floor: list[float] | None) -> list[float] | None:
+    """The union of a bootstrap interval and an analytic one (the more honest of the two)."""
+    if interval is None or floor is None:
+        return interval or floor
+    return [min(interval[0], floor[0]), max(interval[1], floor[1])]
+
+
 def operating_point_ci(scores, y, threshold: float, n: int = 1000, seed: int = 0,
                        alpha: float = 0.05) -> dict:
     """Percentile bootstrap intervals (stratified by truth) for the four operating-point rates."""
@@ -76,15 +98,20 @@ def operating_point_ci(scores, y, threshold: float, n: int = 1000, seed: int = 0
     fp = counts @ (flagged & ~y)
     fn = counts @ (~flagged & y)
     tn = counts @ (~flagged & ~y)
+    # the observed counts on the full sample, for the Wilson floor
+    obs = {"tp": float((flagged & y).sum()), "fp": float((flagged & ~y).sum()),
+           "fn": float((~flagged & y).sum()), "tn": float((~flagged & ~y).sum())}
     out = {}
-    for name, num, den in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
-                           ("ppv", tp, tp + fp), ("npv", tn, tn + fn)):
+    for name, num, den, (k, m) in (
+            ("sensitivity", tp, tp + fn, ("tp", "fn")), ("specificity", tn, tn + fp, ("tn", "fp")),
+            ("ppv", tp, tp + fp, ("tp", "fp")), ("npv", tn, tn + fn, ("tn", "fn"))):
         ok = den > 0
         if not ok.any():
             out[name] = None
             continue
         vals = num[ok] / den[ok]
-        out[name] = [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
+        boot = [float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))]
+        out[name] = widen(boot, wilson_interval(obs[k], obs[k] + obs[m], alpha))
     return out
 
 

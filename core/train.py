@@ -228,7 +228,7 @@ def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn
     from core.backbones import create_backbone, data_config
     from core.data.cache import ImageCache
 
-    model = create_backbone(config.backbone, n_classes, weights=config.weights)
+    model = create_backbone(config.backbone, n_classes, weights=config.weights, workspace=workspace)
     dc = data_config(model)
     size = config.image_size or int(dc["input_size"][-1])
     mean, std = tuple(dc["mean"]), tuple(dc["std"])
@@ -379,7 +379,7 @@ class Trainer:
         head = self.model.get_classifier()
         optimizer = torch.optim.AdamW(head.parameters(), lr=self.config.head_lr, weight_decay=self.config.weight_decay)
         self.ctx.optimizer = optimizer
-        batch = self.config.batch_size
+        batch = head_batch_size(self.config.batch_size, len(y_train))
         steps = math.ceil(len(y_train) / batch)
         scheduler = self._scheduler(optimizer, steps, epochs)
         dropout = float(getattr(self.model, "drop_rate", 0.0) or 0.0)  # what the full model applies before its head
@@ -524,6 +524,19 @@ class Trainer:
             np.savez(self.ctx.run_dir / f"outputs_{split}.npz", logits=logits.astype(np.float32),
                      labels=self.labels[split].numpy().astype(np.int64), features=features.astype(np.float32),
                      paths=np.array(frame["path"].tolist(), dtype=str))
+
+
+HEAD_STEPS_PER_EPOCH = 8
+
+
+def head_batch_size(batch_size: int, n_train: int) -> int:
+    """Batch size for the head on cached features.
+
+    Why: with 34 photos and batch 32 an epoch is a single optimizer step, so 15 epochs leave
+    a new head half-trained. Cached features cost nothing to batch, so smaller batches give
+    each epoch about HEAD_STEPS_PER_EPOCH steps (never below 4 photos, never above batch_size).
+    """
+    return max(1, min(batch_size, max(4, n_train // HEAD_STEPS_PER_EPOCH)))
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -672,11 +685,8 @@ def _evaluate(run_dir: Path) -> tuple[dict | None, str]:
     A failure there must not cost the trained model: it is logged with its traceback in
     train.log, the run stays "done" and says that the evaluation is missing.
     """
-    try:
-        from core.evaluate import evaluate_run
-    except ImportError as exc:
-        log.warning("evaluation skipped: core.evaluate is not available (%s)", exc)
-        return None, "not evaluated (evaluation module missing)"
+    from core.evaluate import evaluate_run
+
     try:
         return evaluate_run(run_dir), ""
     except Exception as exc:  # the model is saved; the run stays usable without evaluation.json

@@ -131,3 +131,24 @@ def test_figures_build_from_evaluation(tmp_path):
     assert len(figures.per_class_bar_figure(ev).data) == 3
     df = pd.DataFrame({"run": ["a", "a", "b", "b"], "epoch": [1, 2, 1, 2], "val_acc": [0.5, 0.6, 0.4, 0.7]})
     assert len(figures.curves_figure(df, ["val_acc"]).data) == 2
+
+
+def test_small_test_set_never_gets_a_zero_width_interval():
+    # Each class all right or all wrong: a stratified bootstrap alone collapses to a point.
+    from core.evaluate import bootstrap_cis
+
+    probs = np.array([[.1, .2, .7]] * 2 + [[.1, .8, .1]] * 2 + [[.1, .1, .8]] * 2)
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    cis = bootstrap_cis(probs, labels, n=200)
+    low, high = cis["accuracy"]
+    assert low < 4 / 6 < high and high - low > 0.3
+    low, high = cis["balanced_accuracy"]
+    assert high - low > 0.3
+    assert cis["macro_f1"] is None and cis["roc_auc"] is None  # not estimable, not "exactly 55.6%"
+
+
+def test_screening_interval_is_wide_on_few_positives():
+    from core.screening import operating_point_ci
+
+    ci = operating_point_ci(np.array([.9, .8, .7, .2, .1]), np.array([1, 1, 1, 0, 0]), threshold=.5, n=200)
+    assert ci["sensitivity"][0] < 0.6 and ci["sensitivity"][1] == 1.0

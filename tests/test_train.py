@@ -224,3 +224,12 @@ def test_failing_evaluation_keeps_the_trained_run(make_dataset, workspace, monke
     assert result.status == "done" and status["state"] == "done"
     assert "evaluation failed" in status["message"]
     assert "statistics exploded" in (result.run_dir / "train.log").read_text()
+
+
+def test_head_batch_gives_small_datasets_several_steps_per_epoch():
+    from core.train import head_batch_size
+
+    assert head_batch_size(32, 34) == 4  # 9 steps, not 2
+    assert head_batch_size(32, 245) == 30
+    assert head_batch_size(32, 5000) == 32  # never above the chosen batch size
+    assert head_batch_size(2, 10) == 2

@@ -121,7 +121,8 @@ def _short(path: str, root: str | None) -> str:
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    plural = word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
+    return f"{n:,} {word if n == 1 else plural}"
 
 
 def _unreadable(df: pd.DataFrame) -> list[Finding]:
