@@ -285,7 +285,8 @@ def cmd_predict(args) -> int:
         _print_predictions(predictions)
         if args.csv:
             print(f"saved {args.csv}")
-    return EXIT_OK if any(p.error is None for p in predictions) else EXIT_FINDINGS
+    # Any unreadable photo makes the exit non-zero, so a script notices; the rest are still predicted.
+    return EXIT_OK if all(p.error is None for p in predictions) else EXIT_FINDINGS
 
 
 def _print_predictions(predictions) -> None:

@@ -120,6 +120,10 @@ def _short(path: str, root: str | None) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+def _verb(n: int, singular: str, plural: str) -> str:
+    return singular if n == 1 else plural
+
+
 def _plural(n: int, word: str) -> str:
     plural = word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
     return f"{n:,} {word if n == 1 else plural}"
@@ -141,7 +145,7 @@ def _unreadable(df: pd.DataFrame) -> list[Finding]:
         files = bad.loc[not_image, "path"].tolist()
         findings.append(Finding(
             "not_image", "warning",
-            f"{_plural(len(files), 'file')} in the class folders are not photos and will be left out: {_names(files, root)}",
+            f"{_plural(len(files), 'file')} in the class folders {_verb(len(files), 'is not a photo', 'are not photos')} and will be left out: {_names(files, root)}",
             files, "drop_not_images"))
     return findings
 
@@ -240,7 +244,7 @@ def _split_leakage(readable: pd.DataFrame, groups: pd.Series) -> list[Finding]:
     has_train = rows.groupby("group")["split"].transform(lambda s: (s == "train").any())
     leaked = rows[(rows["split"] != "train") & has_train | (rows["split"] == "test") & ~has_train]
     example = rows[rows["group"] == rows["group"].iloc[0]]
-    message = _copies_message(len(leaked), "in val/test also appear (or nearly) in another split", example,
+    message = _copies_message(len(leaked), f"in val/test {_verb(len(leaked), 'appears', 'appear')} (or nearly) in another split", example,
                               readable.attrs.get("root"))
     return [Finding("split_leakage", "warning",
                     f"{message}: the model is tested on photos it trained on, so its score will look better than it is; "
