@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]
 SAMPLE = "leaf"
 SAMPLE_CLASSES = ("early_blight", "late_blight", "healthy")
 TEST_PHOTO = h.REPO / "assets" / "sample" / SAMPLE / "late_blight" / "late_blight_03.jpg"
-STRATEGY = "fine-tune"
-EPOCHS = int(os.environ.get("LATIH_E2E_EPOCHS", "8"))
+STRATEGY = "two-stage"
+EPOCHS = int(os.environ.get("LATIH_E2E_EPOCHS", "10"))
 FIRST_POINT_TIMEOUT = 420
 DONE_TIMEOUT = 600
 
@@ -191,7 +191,7 @@ def test_journey(app, request):
         _follow_link(page, en["data.next"], base, "model")
         h.shot(page, "model")
         _no_traceback(page, "model")
-        # fine-tune (not the recommended feature extraction, whose epochs take milliseconds)
+        # two-stage (not the recommended feature extraction, whose epochs take milliseconds)
         # so that the training lasts long enough to reload and close the tab during it
         h.keyed(page, "model_strategy").get_by_text(en[f"strategy.{STRATEGY}"], exact=False).first.click()
         h.wait_idle(page)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-PER_CLASS = 16
+PER_CLASS = 30
 MAX_SIDE = 256
 QUALITY = 85
 HERE = Path(__file__).resolve().parent
