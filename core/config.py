@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from core.errors import LatihError
+
 STRATEGIES = ("feature-extraction", "fine-tune", "full", "two-stage")
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
 IMBALANCE_MODES = ("none", "class-weights", "balanced-sampler")
@@ -29,7 +31,7 @@ DEFAULT_BACKBONE_LR = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(LatihError, ValueError):
     """A setting that cannot be used; the message says which and why, in plain words."""
 
 

@@ -35,7 +35,7 @@ from torch import nn
 from core import runs
 from core.callbacks import (BestCheckpoint, CallbackList, CancelFile, EarlyStopping, FunctionCallback,
                             MetricsLogger, TrainContext)
-from core.config import TrainConfig
+from core.config import ConfigError, TrainConfig
 from core.device import PeakMemory, configure_cpu_threads, pick_device
 from core.errors import Cancelled, DataError, LatihError
 from core.workspace import subdir
@@ -231,6 +231,11 @@ def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn
     model = create_backbone(config.backbone, n_classes, weights=config.weights, workspace=workspace)
     dc = data_config(model)
     size = config.image_size or int(dc["input_size"][-1])
+    native = int(dc["input_size"][-1])
+    if size != native and getattr(model, "pretrained_cfg", {}).get("fixed_input_size"):
+        # Why: ViT-style models have position embeddings for one grid; another size fails deep inside.
+        raise ConfigError(f"{config.backbone} only takes {native} px photos: set the image size to {native} "
+                          "(or leave it on automatic), or pick a convolutional backbone")
     mean, std = tuple(dc["mean"]), tuple(dc["std"])
     crop_pct = float(dc.get("crop_pct") or 1.0)
     train_tf = build_train_transform(config.augment, size, mean, std)

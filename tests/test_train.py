@@ -233,3 +233,14 @@ def test_head_batch_gives_small_datasets_several_steps_per_epoch():
     assert head_batch_size(32, 245) == 30
     assert head_batch_size(32, 5000) == 32  # never above the chosen batch size
     assert head_batch_size(2, 10) == 2
+
+
+def test_fixed_size_backbone_refuses_another_image_size_plainly(make_dataset, tmp_path):
+    from core.config import ConfigError, TrainConfig
+    from core.train import train
+
+    data = make_dataset()
+    config = TrainConfig(data_path=str(data), backbone="vit_tiny_patch16_224", weights="scratch",
+                         image_size=64, epochs=1)
+    with pytest.raises(ConfigError, match="only takes 224 px"):
+        train(config, workspace=tmp_path / "ws")
