@@ -119,8 +119,23 @@ with st.expander(t("model.advanced_title"), expanded=False, icon=":material/tune
             state.update_project(project, model={**model, "backbone": custom.strip()})
             st.rerun()
 
+# ---- screening: the class that must not be missed ------------------------------------------------
+st.subheader(t("model.screening_title"), help=t("help.screening"))
+class_names = sorted(df.loc[df["readable"], "label"].unique().tolist())
+positive_options = [None, *class_names]
+positive_now = settings.get("positive_class") if settings.get("positive_class") in class_names else None
+s1, s2 = st.columns(2)
+positive_class = s1.selectbox(t("model.positive_class"), positive_options, index=positive_options.index(positive_now),
+                              format_func=lambda c: t("model.no_screening") if c is None else c,
+                              key="model_positive_class", help=t("help.positive_class"))
+target_sensitivity = s2.slider(t("model.target_sensitivity"), 0.80, 0.99,
+                               float(settings.get("target_sensitivity", 0.95)), 0.01, format="%.2f",
+                               key="model_target_sensitivity", help=t("help.target_sensitivity"),
+                               disabled=positive_class is None)
+
 new_settings = {**settings, "epochs": int(epochs), "lr": lr, "batch_size": int(batch), "image_size": image_size,
-                "augment": augment, "early_stopping_patience": int(patience), "weights": weights}
+                "augment": augment, "early_stopping_patience": int(patience), "weights": weights,
+                "positive_class": positive_class, "target_sensitivity": float(target_sensitivity)}
 if new_settings != settings:
     state.update_project(project, settings=new_settings)
 

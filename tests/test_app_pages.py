@@ -241,6 +241,20 @@ def test_model_choices_persist_in_the_project(make_dataset):
     assert again.number_input(key="model_epochs").value == 7
 
 
+def test_screening_class_chosen_on_the_model_page_reaches_the_training_config(make_dataset):
+    from ui import model_info, state
+
+    project = _project(make_dataset(("glaucoma", "normal"), n=12))
+    at = _open(_app(project=project["id"]), "model")
+    assert at.selectbox(key="model_positive_class").value is None  # ordinary sorting by default
+    at.selectbox(key="model_positive_class").set_value("glaucoma").run()
+    at.slider(key="model_target_sensitivity").set_value(0.9).run()
+    _no_exception(at, "screening choice")
+    saved = state.load_project(project["id"])
+    config = model_info.build_config(saved, state.load_files_table(saved))
+    assert config.positive_class == "glaucoma" and config.target_sensitivity == 0.9
+
+
 def test_every_technical_term_has_help(make_dataset):
     project = _project(make_dataset(("red", "green"), n=12))
     at = _open(_app(project=project["id"]), "model")

@@ -161,5 +161,7 @@ def build_config(project: dict[str, Any], df: pd.DataFrame):
         test_fraction=float(split.get("test_fraction", 0.1)),
         seed=int(split.get("seed", 0)),
         early_stopping_patience=int(settings.get("early_stopping_patience", 5)),
+        positive_class=settings.get("positive_class") or None,
+        target_sensitivity=float(settings.get("target_sensitivity", 0.95)),
         run_name=project.get("name"),
     )
