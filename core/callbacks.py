@@ -243,6 +243,7 @@ class CancelFile(Callback):
 
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path is not None else None
+        self.fired = False
 
     def on_train_start(self, ctx):
         if self.path is None:
@@ -250,7 +251,10 @@ class CancelFile(Callback):
         self._check()
 
     def _check(self):
-        if self.path is not None and self.path.exists():
+        # Once only: after the stop, the trainer still saves the best checkpoint's outputs and
+        # evaluation (which report progress too); cancelling those would fail the run.
+        if not self.fired and self.path is not None and self.path.exists():
+            self.fired = True
             raise Cancelled("stopped by the user")
 
     def on_progress(self, ctx, task, done, total):

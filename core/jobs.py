@@ -452,13 +452,6 @@ def _claim_next(ws: Path) -> Path | None:
 
 
 def _train_function():
-    """core.train.train, or (tests only) the callable named by LATIH_TRAIN_FN=module:function."""
-    spec = os.environ.get("LATIH_TRAIN_FN")
-    if spec:
-        import importlib
-
-        module, _, name = spec.partition(":")
-        return getattr(importlib.import_module(module), name)
     from core.train import train
 
     return train

@@ -244,3 +244,14 @@ def test_fixed_size_backbone_refuses_another_image_size_plainly(make_dataset, tm
                          image_size=64, epochs=1)
     with pytest.raises(ConfigError, match="only takes 224 px"):
         train(config, workspace=tmp_path / "ws")
+
+
+def test_cancel_file_stops_once_so_the_outputs_of_the_best_checkpoint_can_be_saved(tmp_path):
+    from core.callbacks import CancelFile
+    from core.errors import Cancelled
+
+    (tmp_path / "STOP").touch()
+    cancel = CancelFile(tmp_path / "STOP")
+    with pytest.raises(Cancelled):
+        cancel.on_progress(None, "features", 1, 10)
+    cancel.on_progress(None, "outputs", 1, 10)  # after the stop: saving goes on
