@@ -33,7 +33,7 @@ from timm.optim import param_groups_layer_decay
 from torch import nn
 
 from core.errors import LatihError, WeightsUnavailableError
-from core.workspace import subdir, workspace_dir
+from core.workspace import workspace_dir
 
 logger = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def _to_epoch(value: Any) -> float | None:
+def to_epoch(value: Any) -> float | None:
     """A time written as epoch seconds or ISO 8601 -> epoch seconds (None if unreadable)."""
     if value is None:
         return None
@@ -334,7 +334,7 @@ def job_status(run_dir: str | os.PathLike) -> dict:
 
     if state == "running":
         pid = raw.get("pid")
-        if not _pid_alive(pid, _to_epoch(raw.get("started"))):
+        if not _pid_alive(pid, to_epoch(raw.get("started"))):
             # Re-read: the trainer may have finished between our two looks.
             raw2 = read_status(run)
             if raw2.get("state") == "running" and raw2.get("pid") == pid:

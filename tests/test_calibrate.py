@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from core.calibrate import (T_MAX, T_MIN, apply_temperature, expected_calibration_error,
                             fit_temperature, reliability_bins)

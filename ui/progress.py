@@ -5,7 +5,6 @@ reload, a second tab or an app restart all see the same training.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -16,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.jobs import to_epoch
 from ui.i18n import t
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,6 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
         return {}
 
 
-def _epoch_time(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return dt.datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
-
 
 def progress(run_dir: str | Path, status: dict, epochs: pd.DataFrame, batches: pd.DataFrame) -> dict[str, Any]:
     """Fraction done, elapsed and ETA seconds, current epoch of total."""
@@ -79,8 +69,8 @@ def progress(run_dir: str | Path, status: dict, epochs: pd.DataFrame, batches: p
             frac = ((b_epoch - 1) + float(last.get("batch", 0)) / n_batches) / total
             current_epoch = b_epoch
     frac = min(max(frac, 0.0), 1.0)
-    started = _epoch_time(status.get("started"))
-    end = _epoch_time(status.get("updated")) if status.get("state") in ("done", "failed", "stopped") else time.time()
+    started = to_epoch(status.get("started"))
+    end = to_epoch(status.get("updated")) if status.get("state") in ("done", "failed", "stopped") else time.time()
     elapsed = (end - started) if started and end else (float(epochs["seconds"].sum()) if "seconds" in epochs else None)
     eta = elapsed * (1 - frac) / frac if elapsed and frac > 0.01 else None
     return {"fraction": frac, "elapsed": elapsed, "eta": eta, "epoch": max(current_epoch, 1 if frac else 0),
