@@ -1,8 +1,9 @@
 """Benchmarks for the trust features on real photos (CPU is enough).
 
     python bench/bench_trust.py            # ONNX + TorchScript parity, bootstrap timings
-    python bench/bench_trust.py --gradcam  # also Grad-CAM overlays -> test-artifacts/gradcam_*.png
     python bench/bench_trust.py --ood      # also Mahalanobis vs kNN OOD on real features (~1-2 min)
+
+Grad-CAM overlays of four families: bench/bench_gradcam.py.
 
 Parity: 20 photos from hymenoptera/val through PyTorch and onnxruntime; largest |logit diff|.
 tf_efficientnet_lite0 has real (bundled) ImageNet weights; the others are random weights
@@ -31,7 +32,6 @@ from timm.data import create_transform, resolve_data_config  # noqa: E402
 
 from core.backbones import pretrained_model  # noqa: E402
 from core.evaluate import bootstrap_cis  # noqa: E402
-from core.explain import gradcam  # noqa: E402
 from core.export import (check_onnx_parity, check_torchscript_parity, export_onnx,  # noqa: E402
                          export_torchscript)
 
@@ -98,26 +98,6 @@ def bench_bootstrap() -> None:
         print(f"N={n:6d} C={c}: {secs:6.3f} s   accuracy CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}")
 
 
-def bench_gradcam(out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    photo = sorted(glob.glob(str(HYM / "bees" / "*.jpg")))[1]
-    print(f"\n== Grad-CAM on {photo} -> {out_dir} ==")
-    for name, weights in BACKBONES:
-        model = build(name)
-        x = batch(model, [photo])
-        size = x.shape[-1]
-        rgb = np.asarray(Image.open(photo).convert("RGB").resize((size, size), Image.BICUBIC),
-                         dtype=np.float32) / 255
-        cam, overlay = gradcam(model, x, target_class=None, rgb_image=rgb)
-        with torch.no_grad():
-            top = int(model(x).argmax(1))
-        side = np.concatenate([(rgb * 255).astype(np.uint8), overlay], axis=1)
-        target = out_dir / f"gradcam_{name}.png"
-        Image.fromarray(side).save(target)
-        print(f"{name:24s} {weights:32s} predicted class {top}; CAM mean {cam.mean():.2f}, "
-              f"share > 0.5: {(cam > 0.5).mean():.0%} -> {target.name}")
-
-
 def bench_ood() -> None:
     """Mahalanobis (core.ood) vs 1-NN cosine on real lite0 features: ID = hymenoptera."""
     from sklearn.metrics import roc_auc_score
@@ -152,18 +132,14 @@ def bench_ood() -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gradcam", action="store_true")
     ap.add_argument("--ood", action="store_true")
     ap.add_argument("--no-parity", action="store_true")
-    ap.add_argument("--artifacts", default=str(ROOT / "test-artifacts"))
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
         if not args.no_parity:
             bench_parity(Path(tmp))
     bench_bootstrap()
-    if args.gradcam:
-        bench_gradcam(Path(args.artifacts))
     if args.ood:
         bench_ood()
     return 0

@@ -110,7 +110,7 @@ class Predictor:
         for item in items:
             name = str(item) if isinstance(item, (str, os.PathLike)) else None
             try:
-                tensors.append(self._to_tensor(item))
+                tensors.append(self.preprocess(item))
                 slots.append(len(predictions))
                 predictions.append(Prediction(path=name))
             except DataError as exc:
@@ -123,7 +123,8 @@ class Predictor:
                 self._fill(predictions[slot], p, top_k, None if flag is None else bool(flag))
         return predictions
 
-    def _to_tensor(self, item: Any) -> torch.Tensor:
+    def preprocess(self, item: Any) -> torch.Tensor:
+        """One photo (path, PIL image or HxWx3 array) -> the model's input tensor, exactly as predicted."""
         from core.data.cache import shrink
         from core.data.ingest import load_image, to_rgb
 

@@ -20,7 +20,7 @@ def overlay_for_image(run_dir: str, image, class_index: int | None) -> np.ndarra
     if isinstance(image, (str, Path)):
         image = load_image(image, draft_size=pred.decode_size)
     # the same decoding, resizing and normalisation as prediction (and as validation in training)
-    tensor = pred._to_tensor(image)
+    tensor = pred.preprocess(image)
     small = image.convert("RGB").copy()
     small.thumbnail((320, 320))
     _, overlay = gradcam(pred.model, tensor.unsqueeze(0), class_index,
