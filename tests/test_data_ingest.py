@@ -316,12 +316,3 @@ def test_second_scan_comes_from_the_cache_and_changes_are_seen(make_dataset, mak
     monkeypatch.setattr(ingest, "describe_file", lambda path: decoded.append(path) or ingest.PhotoInfo(error="x"))
     scan(root)
     assert decoded == [str(changed)]
-
-
-def test_scan_of_a_thousand_photos_is_fast_enough(make_dataset):
-    """Not a benchmark: guards against accidentally quadratic or single-threaded scanning."""
-    import time
-    root = make_dataset(("a", "b"), n=100, size=96, fmt="jpg")
-    start = time.perf_counter()
-    scan(root, use_cache=False)
-    assert time.perf_counter() - start < 10

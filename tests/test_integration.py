@@ -5,7 +5,6 @@ set's own val/ for validation, symlinked so nothing is copied.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -35,13 +34,10 @@ def link_subset(target: Path) -> Path:
 @pytest.mark.skipif(not HYMENOPTERA.exists(), reason="shared datasets not available")
 def test_default_backbone_learns_ants_and_bees_then_predicts(tmp_path, workspace):
     data = link_subset(tmp_path / "hymenoptera-subset")
-    started = time.perf_counter()
     result = train(TrainConfig(data_path=str(data), strategy="feature-extraction"), workspace=workspace)
-    seconds = time.perf_counter() - started
 
     assert result.status == "done"
     assert result.metrics["val_acc"] >= 0.8, result.metrics  # chance is 0.5
-    assert seconds < 120, f"took {seconds:.0f} s"
     run = load_run(result.run_dir)
     assert run.evaluation is not None and run.meta.get("temperature")
 
