@@ -133,11 +133,32 @@ def test_saved_config_repeats_the_run(make_dataset, workspace, no_evaluation):
     assert without_timing(epoch_rows(first.run_dir)) == without_timing(epoch_rows(again.run_dir))
 
 
-def test_balanced_sampler_and_class_weights_train(make_dataset, workspace, no_evaluation):
+def test_balanced_sampler_draws_classes_evenly_and_class_weights_favour_the_rare_one(make_dataset, workspace,
+                                                                                     no_evaluation):
+    import types
+
+    import torch
+
+    from core.train import Trainer
+
     data = make_dataset({"red": 14, "green": 5})
     for mode in ("class-weights", "balanced-sampler"):
         result = train(tiny_config(data, imbalance=mode, epochs=3), workspace=workspace)
         assert result.status == "done" and result.best_epoch is not None
+
+    # The real Trainer methods on a 15:5 training set (no model needed for the draws).
+    trainer = object.__new__(Trainer)
+    trainer.labels = {"train": torch.tensor([0] * 15 + [1] * 5)}
+    trainer.data = types.SimpleNamespace(class_names=["red", "green"])
+    trainer.generator = torch.Generator().manual_seed(0)
+    trainer.ctx = types.SimpleNamespace(device=torch.device("cpu"))
+    trainer.config = tiny_config(data, imbalance="balanced-sampler")
+    draws = torch.cat([trainer._epoch_order() for _ in range(200)])
+    rare_share = (trainer.labels["train"][draws] == 1).float().mean().item()
+    assert abs(rare_share - 0.5) < 0.03, rare_share  # a plain shuffle would keep 5/20 = 0.25
+    trainer.config = tiny_config(data, imbalance="class-weights")
+    weights = trainer._class_weights()
+    assert weights[1] / weights[0] == pytest.approx(3.0)  # 15 red per 5 green
 
 
 def test_single_class_stops_with_the_data_check_message(make_dataset, workspace):
