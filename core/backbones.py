@@ -32,13 +32,13 @@ from timm.models import get_pretrained_cfg, group_parameters
 from timm.optim import param_groups_layer_decay
 from torch import nn
 
+from core.config import STRATEGIES
 from core.errors import LatihError, WeightsUnavailableError
 from core.workspace import workspace_dir
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
-STRATEGIES = ("feature-extraction", "fine-tune", "full", "two-stage")
 ALLOW_DOWNLOAD_ENV = "LATIH_ALLOW_DOWNLOAD"
 
 

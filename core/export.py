@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.augment import DEFAULT_CROP_PCT
+from core.runs import crop_pct_of, image_size_of
 from core.errors import LatihError, RunError
 from core.evaluate import evaluate_run
 from core.runs import load_run, resolve_run_dir
@@ -43,11 +43,6 @@ def _read_json(path: Path, default=None):
         raise RunError(f"{path.name} in run folder {path.parent.name} is damaged ({exc.msg}).") from None
 
 
-def image_size_of(meta: dict) -> int:
-    size = meta.get("input_size") or meta.get("image_size") or 224
-    return int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
-
-
 def preprocessing(meta: dict) -> dict:
     """The eval-time preprocessing as plain numbers, for the package and the model card.
 
@@ -56,7 +51,7 @@ def preprocessing(meta: dict) -> dict:
     scale to [0, 1], normalise with mean/std, RGB, NCHW.
     """
     size = image_size_of(meta)
-    crop_pct = float(meta.get("crop_pct") or DEFAULT_CROP_PCT)
+    crop_pct = crop_pct_of(meta)
     return {
         "image_size": size, "crop_pct": crop_pct,
         "resize_shorter_side": int(round(size / crop_pct)), "center_crop": size,

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from core.errors import DataError, LatihError, RunError
+from core.runs import crop_pct_of, image_size_of
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,9 @@ class Predictor:
         self.meta = meta
         self.run_dir = run_dir
         self.class_names = list(meta["class_names"])
-        size = _image_size(meta)
-        self.decode_size = int(meta.get("decode_size") or math.ceil(size / float(meta.get("crop_pct") or 1.0)))
-        self.transform = build_eval_transform(size, tuple(meta["mean"]), tuple(meta["std"]),
-                                              crop_pct=float(meta.get("crop_pct") or 1.0))
+        size, crop_pct = image_size_of(meta), crop_pct_of(meta)
+        self.decode_size = int(meta.get("decode_size") or math.ceil(size / crop_pct))
+        self.transform = build_eval_transform(size, tuple(meta["mean"]), tuple(meta["std"]), crop_pct=crop_pct)
         self.temperature = float(meta.get("temperature") or 1.0)
         self.threshold = meta.get("threshold")
         self.positive_index = self._positive_index()
@@ -173,11 +173,6 @@ def _calibrated(logits: np.ndarray, temperature: float) -> np.ndarray:
     from core.calibrate import apply_temperature
 
     return np.asarray(apply_temperature(logits, temperature), dtype=np.float64)
-
-
-def _image_size(meta: dict) -> int:
-    size = meta.get("image_size") or meta.get("input_size")
-    return int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
 
 
 def _is_albumentations(transform) -> bool:

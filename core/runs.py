@@ -134,6 +134,17 @@ def update_meta(run_dir: Path, **changes: Any) -> dict:
 
 
 # ---- reading runs ------------------------------------------------------------------------
+def image_size_of(meta: dict) -> int:
+    """The square input side a run was trained and validated at (the one reader of it)."""
+    size = meta.get("image_size") or meta.get("input_size") or 224
+    return int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
+
+
+def crop_pct_of(meta: dict) -> float:
+    """The eval centre-crop fraction a run used; 1.0 (no crop) when absent, as training falls back."""
+    return float(meta.get("crop_pct") or 1.0)
+
+
 def read_metrics(run_dir: Path, kind: str | None = "epoch") -> pd.DataFrame:
     """metrics.jsonl as a DataFrame (only lines of `kind`, or all when None).
 

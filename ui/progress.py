@@ -16,34 +16,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.jobs import to_epoch
+from core.runs import read_metrics
 from ui.i18n import t
 
 log = logging.getLogger(__name__)
 
 
 def read_events(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(epoch rows, batch rows) from metrics.jsonl; a half-written last line is skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    epochs: list[dict] = []
-    batches: list[dict] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        lines = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # being written right now
-        kind = event.get("type", "epoch")
-        if kind == "batch":
-            batches.append(event)
-        elif kind == "epoch" or (kind not in ("status",) and "epoch" in event and "val_loss" in event):
-            epochs.append(event)
-    return pd.DataFrame(epochs), pd.DataFrame(batches)
+    """(epoch rows, batch rows) from the run's metrics file, read by core.runs (a half-written
+    last line is skipped there)."""
+    return read_metrics(run_dir, "epoch"), read_metrics(run_dir, "batch")
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
