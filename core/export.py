@@ -315,10 +315,21 @@ def export_package(run_dir, out_zip) -> Path:
     return out_zip
 
 
+def export_path(run_dir: Path, out: str | None, suffix: str) -> Path:
+    """Where an export goes: --out as given (a folder gets <run id><suffix> inside it), else the
+    run's own exports/ folder, so a model never lands in whatever folder the shell was in."""
+    name = f"{run_dir.name}{suffix}"
+    if not out:
+        return run_dir / "exports" / name
+    path = Path(out).expanduser()
+    return path / name if path.is_dir() or out.endswith(("/", "\\")) else path
+
+
 def _export_command(args: argparse.Namespace) -> int:
     run_dir = resolve_run_dir(args.run)
     suffix = {"onnx": ".onnx", "torchscript": ".pt", "package": ".zip"}[args.format]
-    out = Path(args.out) if args.out else Path.cwd() / f"{run_dir.name}{suffix}"
+    out = export_path(run_dir, args.out, suffix)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "package":
         export_package(run_dir, out)
         print(f"wrote {out}")
@@ -341,6 +352,6 @@ def register_export_command(subparsers) -> argparse.ArgumentParser:
                                                "ONNX file, preprocessing, evaluation and a model card.")
     parser.add_argument("run", help="run folder or run id")
     parser.add_argument("--format", choices=("onnx", "torchscript", "package"), default="package")
-    parser.add_argument("--out", default=None, help="output file (default: <run id>.<ext> here)")
+    parser.add_argument("--out", default=None, help="output file or folder (default: the run's exports/ folder)")
     parser.set_defaults(func=_export_command)
     return parser

@@ -113,3 +113,20 @@ def test_cli_export_command(tmp_path, run_dir, model):
     args = parser.parse_args(["export", str(run_dir), "--format", "onnx", "--out", str(tmp_path / "x.onnx")])
     assert args.func(args) == 0
     assert check_onnx_parity(model, tmp_path / "x.onnx", images()) < 1e-4
+
+
+def test_cli_export_goes_to_the_run_folder_or_the_given_folder(tmp_path, run_dir, monkeypatch):
+    parser = argparse.ArgumentParser()
+    register_export_command(parser.add_subparsers(dest="command"))
+    elsewhere = tmp_path / "shell-was-here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    args = parser.parse_args(["export", str(run_dir), "--format", "torchscript"])
+    assert args.func(args) == 0
+    assert (run_dir / "exports" / f"{run_dir.name}.pt").is_file()
+    assert not list(elsewhere.iterdir())  # nothing written where the shell happened to be
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    args = parser.parse_args(["export", str(run_dir), "--format", "torchscript", "--out", str(folder)])
+    assert args.func(args) == 0
+    assert (folder / f"{run_dir.name}.pt").is_file()
