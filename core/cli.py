@@ -294,9 +294,12 @@ def _print_predictions(predictions) -> None:
         if p.error:
             print(f"{p.path}: error: {p.error}")
             continue
-        extra = "  (unlike the training photos: check it)" if p.ood else ""
         others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k[1:])
-        print(f"{p.path}: {p.label} {p.probability:.2f}" + (f"  [{others}]" if others else "") + extra)
+        if p.abstained:
+            print(f"{p.path}: no answer: not like the training photos (the model's guess: "
+                  f"{p.label} {p.probability:.2f}; a person should look at it)")
+            continue
+        print(f"{p.path}: {p.label} {p.probability:.2f}" + (f"  [{others}]" if others else ""))
 
 
 def cmd_runs(args) -> int:

@@ -39,8 +39,21 @@ class Prediction:
     positive: bool | None = None  # screening decision at the run's threshold
     error: str | None = None
 
+    @property
+    def abstained(self) -> bool:
+        """True when the photo is unlike the training photos: Latih gives no answer for it.
+
+        The model's guess (`label`, `probability`) is still there, to be shown below the
+        "no answer" headline, never as the answer itself."""
+        return bool(self.ood) and self.error is None
+
+    @property
+    def answer(self) -> str | None:
+        """The class to act on; None for an unreadable photo or one Latih abstains on."""
+        return None if self.error or self.abstained else self.label
+
     def to_row(self) -> dict:
-        row = asdict(self)
+        row = {"path": self.path, "answer": self.answer, **{k: v for k, v in asdict(self).items() if k != "path"}}
         row["top_k"] = "; ".join(f"{name} {prob:.3f}" for name, prob in self.top_k)
         return row
 
@@ -199,7 +212,9 @@ def photo_files(inputs: Iterable, recursive: bool = True) -> list[str]:
 
 
 def to_frame(predictions: list[Prediction]) -> pd.DataFrame:
-    columns = ["path", "label", "probability", "top_k", "ood", "positive_score", "positive", "error"]
+    # "answer" is empty where Latih abstains (unlike the training photos) or the photo is unreadable;
+    # "label" and "probability" are the model's guess either way.
+    columns = ["path", "answer", "label", "probability", "top_k", "ood", "positive_score", "positive", "error"]
     return pd.DataFrame([p.to_row() for p in predictions], columns=columns)
 
 

@@ -110,6 +110,27 @@ def test_ood_flag_separates_training_photos_from_unlike_ones(trained):
     assert unlike.ood is True
 
 
+def test_unlike_photo_gets_no_answer_in_predict_csv_and_cli(trained, tmp_path):
+    import subprocess
+    import sys
+
+    run_dir, data = trained
+    stripes = np.tile((np.sin(np.arange(64) / 3.0)[None, :, None] * 127 + 128), (64, 1, 3)).astype(np.uint8)
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    known = sorted((data / "red").iterdir())[0]
+    predictions = Predictor.from_run(run_dir).predict([str(tmp_path / "stripes.png"), str(known)])
+    assert predictions[0].abstained and predictions[0].answer is None
+    assert predictions[0].label in ("red", "green")  # the guess is kept, to show below the headline
+    assert predictions[1].answer == predictions[1].label
+    frame = pd.read_csv(to_csv(predictions, tmp_path / "out.csv"))
+    assert list(frame.columns[:3]) == ["path", "answer", "label"]
+    assert pd.isna(frame.loc[0, "answer"]) and frame.loc[1, "answer"] == predictions[1].label
+    done = subprocess.run([sys.executable, "-m", "core.cli", "predict", str(run_dir), str(tmp_path / "stripes.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "no answer: not like the training photos" in done.stdout
+
+
 def test_photo_files_expands_folders_and_rejects_missing_paths(tmp_path, make_image):
     make_image(tmp_path / "a" / "one.png")
     make_image(tmp_path / "a" / "sub" / "two.JPG")
