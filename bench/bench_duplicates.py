@@ -56,6 +56,11 @@ REAL_NEAR_COPIES = {
 }
 
 
+def _short(name: str) -> str:
+    """PlantVillage names start with a uuid: 'abc___JR_HL 8589.JPG' -> 'JR_HL 8589.JPG'."""
+    return name.split("#")[0].split("<-")[-1].split("___")[-1]
+
+
 def variant(img: Image.Image, name: str) -> bytes:
     """JPEG bytes of one copy of img (quality 90 except the recompressed one)."""
     quality = 90
@@ -90,17 +95,18 @@ def synthetic(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def _from_bytes(data: bytes) -> Image.Image:
-    return _decode_rgb(data, draft_size=2 * copies.THUMB)[0]
+    return _decode_rgb(data, draft_size=2 * copies.FINE)[0]
 
 
 class Collection:
     """Thumbnails, pHashes, fake sha1s and family ids of the photos in one experiment."""
 
     def __init__(self):
-        self.thumbs, self.phash, self.sha1, self.family, self.name = [], [], [], [], []
+        self.thumbs, self.fine, self.phash, self.sha1, self.family, self.name = [], [], [], [], [], []
 
     def add(self, img: Image.Image, family: int, name: str, data: bytes | None = None):
         self.thumbs.append(copies.thumbnail_of(img))
+        self.fine.append(copies.thumbnail_of(img, copies.FINE))
         self.phash.append(perceptual_hash(img))
         self.sha1.append(hashlib.sha1(data if data is not None else img.tobytes()).hexdigest())
         self.family.append(family)
@@ -112,13 +118,20 @@ class Collection:
         return pd.DataFrame({"path": self.name, "sha1": self.sha1, "phash": self.phash})
 
 
+def _save_pair(col: Collection, a: int, b: int, tag: str) -> None:
+    """The two fine thumbnails side by side in /tmp/latih-bench-false/, to look at by eye."""
+    folder = Path("/tmp/latih-bench-false")
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(np.hstack([col.fine[a], col.fine[b]])).save(folder / f"{tag}-{a}-{b}.png")
+
+
 def detect(col: Collection):
     df = col.frame()
     thumbs = np.stack(col.thumbs)
     ok = np.ones(len(df), dtype=bool)
     cand = copies.candidate_pairs(df, thumbs, ok)
-    scores = copies.similarity(thumbs, cand)
-    return cand, scores
+    scores, confirmed = copies.confirm(thumbs, lambda rows: np.stack([col.fine[r] for r in rows]), cand)
+    return cand, scores, confirmed
 
 
 def accuracy(args) -> None:
@@ -139,15 +152,15 @@ def accuracy(args) -> None:
         words = copies.phash_words(base.phash)[1]
         p4 = len(copies.phash_pairs(base.phash, 4))
         p8 = len(copies.phash_pairs(base.phash, 8))
-        cand, scores = detect(base)
+        cand, scores, confirmed0 = detect(base)
         order = np.argsort(-scores)
         print(f"\n== {set_name}: {len(originals)} photos; pHash pairs among distinct photos: <=4 bits {p4}, "
               f"<=8 bits {p8}; candidates {len(cand)} ({len(cand) / max(1, len(originals)):.1f} per photo)")
-        print("closest negatives (look at them by eye):")
+        print("closest negatives (look at them by eye; similarity, then confirmed as a copy or not):")
         for k in order[:args.closest]:
             a, b = base.name[cand[k, 0]], base.name[cand[k, 1]]
-            label = "  [labelled real near-copy]" if frozenset((a, b)) in real else ""
-            print(f"  {scores[k]:.3f}  {a}  |  {b}{label}")
+            label = "  [labelled real near-copy]" if frozenset((_short(a), _short(b))) in real else ""
+            print(f"  {scores[k]:.3f} {'COPY' if confirmed0[k] else 'no  '}  {a}  |  {b}{label}")
         # positives + negatives, growing
         for scale in args.scales:
             col = Collection()
@@ -161,12 +174,12 @@ def accuracy(args) -> None:
                 src = int(rng.integers(len(originals)))
                 img = synthetic(originals[src][1], rng)
                 col.add(img, -1 - k, f"synthetic{k}<-{originals[src][0]}")
-            cand, scores = detect(col)
-            conf = cand[scores >= copies.CONFIRM_SIMILARITY]
+            cand, scores, confirmed = detect(col)
+            conf = cand[confirmed]
             fam = np.array(col.family)
             base_name = [n.split("#")[0] for n in col.name]
             same = fam[conf[:, 0]] == fam[conf[:, 1]]
-            labelled = np.array([frozenset((base_name[a], base_name[b])) in real for a, b in conf], dtype=bool)
+            labelled = np.array([frozenset((_short(col.name[a]), _short(col.name[b]))) in real for a, b in conf], dtype=bool)
             right = same | labelled
             is_pos = same & ((np.array(["#" not in col.name[a] for a in conf[:, 0]]))
                              | (np.array(["#" not in col.name[b] for b in conf[:, 1]])))
@@ -188,6 +201,7 @@ def accuracy(args) -> None:
                   f"(of which between crops of one source photo: {same_source})")
             for a, b in false[:5]:
                 print(f"      false: {col.name[a]}  |  {col.name[b]}")
+                _save_pair(col, a, b, f"{set_name}-{scale}x")
             if scale == 1:
                 totals["tp"] += tp
                 totals["pos"] += pos
@@ -195,7 +209,8 @@ def accuracy(args) -> None:
                 totals["right"] += int(right.sum())
         del words
     print(f"\nall sets at 1x: precision {totals['right'] / max(1, totals['conf']):.4f}, "
-          f"recall {totals['tp'] / max(1, totals['pos']):.4f} (bar 0.99 / 0.95); threshold {copies.CONFIRM_SIMILARITY}")
+          f"recall {totals['tp'] / max(1, totals['pos']):.4f} (bar 0.99 / 0.95); thresholds "
+          f"{copies.CONFIRM_SIMILARITY} at {copies.THUMB} px, {copies.FINE_SIMILARITY} at {copies.FINE} px")
 
 
 # ---------------------------------------------------------------- speed

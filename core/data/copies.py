@@ -8,13 +8,15 @@ the number of pairs:
 1. Candidates (never all pairs): the same sha1; the K_LAYOUT nearest neighbours by a small
    grey layout descriptor (the cells of an 8x8 grid inside the centre disc, zero mean, unit norm); pHash neighbours within
    PHASH_CANDIDATE_BITS bits, found by multi-index hashing (9 exact-match pieces of the hash).
-2. Confirmation: band-pass (difference of Gaussians) of a 64 px grey thumbnail of the centre
-   square, normalised correlation inside a centre disc, best over ZOOMS x ANGLES alignments.
-   A pair at or above CONFIRM_SIMILARITY is a near-copy. Band-pass removes the plain
-   backgrounds that made distinct photos look alike to pHash. The threshold was tuned with
-   bench/bench_duplicates.py on the shared sets.
+2. Confirmation: band-pass (difference of Gaussians) of a grey thumbnail of the centre
+   square, normalised correlation inside a centre disc, best over ZOOMS x ANGLES alignments;
+   (a) at 64 px >= CONFIRM_SIMILARITY, then (b) at 128 px >= FINE_SIMILARITY, so that two
+   photos alike only in outline (two leaves of one shape on white paper) are not a copy: the
+   finer texture (veins, lesions, vessels) must match too. Band-pass removes the plain
+   backgrounds that made distinct photos look alike to pHash. The thresholds were tuned with
+   bench/bench_duplicates.py on the shared sets. The similarity reported is the lower score.
 
-Thumbnails are cached by sha1 in `<workspace>/cache/thumbs.sqlite`.
+Thumbnails (both sizes) are cached by sha1 in `<workspace>/cache/thumbs.sqlite`.
 `find_pairs(df)` returns one row per confirmed pair (PAIR_COLUMNS); nothing here chains pairs
 into groups except `group_ids`, which the split uses to keep copies on one side.
 """
@@ -37,15 +39,17 @@ from core.workspace import subdir
 
 logger = logging.getLogger(__name__)
 
-THUMB = 64                      # side of the grey thumbnail (centre square)
+THUMB = 64                      # side of the grey thumbnail (centre square) for candidates and step 2a
+FINE = 128                      # side of the finer thumbnail for step 2b (decoded only for pairs that pass 2a)
 THUMB_VERSION = 1               # bump when thumbnail() changes, to ignore old cache rows
 K_LAYOUT = 5                    # layout neighbours per photo
 PHASH_CANDIDATE_BITS = 8        # pHash bits (of 64) that may differ for a candidate
-CONFIRM_SIMILARITY = 0.90       # band-pass correlation that confirms a near-copy
+CONFIRM_SIMILARITY = 0.90       # 64 px band-pass correlation (sigmas 1 and 5 px) a near-copy reaches
+FINE_SIMILARITY = 0.85          # 128 px band-pass correlation (sigmas 1 and 3 px) it must also reach
 ZOOMS = (1 / 0.9, 1.0, 0.9)
 ANGLES = (-5.0, 0.0, 5.0)
-SIGMA_FINE, SIGMA_COARSE = 1.0, 5.0
-DISC_RADIUS = 26                # correlation inside this disc: warped borders stay outside
+BANDS = {THUMB: (1.0, 5.0), FINE: (1.0, 3.0)}  # difference-of-Gaussians sigmas per thumbnail side
+DISC_SHARE = 26 / 64            # correlation inside a centre disc of this radius: warped borders stay outside
 MAX_IDENTICAL_GROUP = 50        # beyond this many identical files, pair each with the first only
 WORKERS = 4
 CHUNK = 1024
@@ -58,29 +62,30 @@ SCOPES = ("across_classes", "across_splits", "within_class")
 # ---------------------------------------------------------------- thumbnails
 
 
-def thumbnail(path: str) -> np.ndarray:
-    """64x64 uint8 grey thumbnail of the photo's centre square (EXIF-upright); DataError if unusable."""
+def thumbnail(path: str, size: int = THUMB) -> np.ndarray:
+    """size x size uint8 grey thumbnail of the photo's centre square (EXIF-upright); DataError if unusable."""
     from core.data.ingest import load_image  # late: ingest is the heavier module
 
-    return thumbnail_of(load_image(path, draft_size=2 * THUMB))
+    return thumbnail_of(load_image(path, draft_size=2 * size), size)
 
 
-def thumbnail_of(img: Image.Image) -> np.ndarray:
+def thumbnail_of(img: Image.Image, size: int = THUMB) -> np.ndarray:
     img = img.convert("L")
     side = min(img.size)
     left, top = (img.width - side) // 2, (img.height - side) // 2
-    img = img.crop((left, top, left + side, top + side)).resize((THUMB, THUMB), Image.Resampling.BOX)
+    img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BOX)
     return np.asarray(img, dtype=np.uint8)
 
 
 class ThumbCache:
-    """sqlite table sha1 -> thumbnail bytes."""
+    """sqlite table (sha1, version, side) -> thumbnail bytes."""
 
-    def __init__(self, workspace=None):
+    def __init__(self, workspace=None, size: int = THUMB):
+        self.size = size
         self.db_path = subdir("cache", workspace) / "thumbs.sqlite"
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.execute("CREATE TABLE IF NOT EXISTS thumbs (sha1 TEXT, version INTEGER, data BLOB, "
-                       "PRIMARY KEY (sha1, version))")
+            db.execute("CREATE TABLE IF NOT EXISTS thumbs (sha1 TEXT, version INTEGER, side INTEGER, data BLOB, "
+                       "PRIMARY KEY (sha1, version, side))")
 
     def lookup(self, sha1s: list[str]) -> dict[str, np.ndarray]:
         found = {}
@@ -88,33 +93,34 @@ class ThumbCache:
             for start in range(0, len(sha1s), 900):  # sqlite's limit on query parameters
                 part = sha1s[start:start + 900]
                 marks = ",".join("?" * len(part))
-                for sha1, data in db.execute(f"SELECT sha1, data FROM thumbs WHERE version = ? AND sha1 IN ({marks})",
-                                             [THUMB_VERSION, *part]):
-                    found[sha1] = np.frombuffer(data, dtype=np.uint8).reshape(THUMB, THUMB)
+                for sha1, data in db.execute(
+                        f"SELECT sha1, data FROM thumbs WHERE version = ? AND side = ? AND sha1 IN ({marks})",
+                        [THUMB_VERSION, self.size, *part]):
+                    found[sha1] = np.frombuffer(data, dtype=np.uint8).reshape(self.size, self.size)
         return found
 
     def store(self, items: dict[str, np.ndarray]) -> None:
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.executemany("INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?)",
-                           [(s, THUMB_VERSION, t.tobytes()) for s, t in items.items()])
+            db.executemany("INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?, ?)",
+                           [(s, THUMB_VERSION, self.size, t.tobytes()) for s, t in items.items()])
 
 
-def _safe_thumbnail(path: str) -> np.ndarray | None:
+def _safe_thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
     try:
-        return thumbnail(path)
+        return thumbnail(path, size)
     except DataError as exc:
         logger.info("no thumbnail for %s: %s", path, exc)
         return None
 
 
-def thumbnails(df: pd.DataFrame, workspace=None, progress=None) -> tuple[np.ndarray, np.ndarray]:
-    """(thumbs (n, 64, 64) uint8, ok (n,) bool) for the rows of df, from the cache or decoded."""
+def thumbnails(df: pd.DataFrame, workspace=None, progress=None, size: int = THUMB) -> tuple[np.ndarray, np.ndarray]:
+    """(thumbs (n, size, size) uint8, ok (n,) bool) for the rows of df, from the cache or decoded."""
     n = len(df)
-    thumbs = np.zeros((n, THUMB, THUMB), dtype=np.uint8)
+    thumbs = np.zeros((n, size, size), dtype=np.uint8)
     ok = np.zeros(n, dtype=bool)
     sha1s = df["sha1"].astype(str).tolist()
     paths = df["path"].astype(str).tolist()
-    cache = ThumbCache(workspace)
+    cache = ThumbCache(workspace, size)
     known = cache.lookup(sorted({s for s in sha1s if s}))
     todo = {}
     for row, sha1 in enumerate(sha1s):
@@ -125,7 +131,7 @@ def thumbnails(df: pd.DataFrame, workspace=None, progress=None) -> tuple[np.ndar
     fresh = {}
     firsts = [(sha1, paths[rows[0]]) for sha1, rows in todo.items()]
     with ThreadPoolExecutor(WORKERS) as pool:
-        for done, ((sha1, _), thumb) in enumerate(zip(firsts, pool.map(_safe_thumbnail, [p for _, p in firsts])), 1):
+        for done, ((sha1, _), thumb) in enumerate(zip(firsts, pool.map(_safe_thumbnail, [p for _, p in firsts], [size] * len(firsts))), 1):
             if thumb is not None:
                 fresh[sha1] = thumb
                 for row in todo[sha1]:
@@ -245,18 +251,20 @@ def candidate_pairs(df: pd.DataFrame, thumbs: np.ndarray, ok: np.ndarray) -> np.
 # ---------------------------------------------------------------- confirmation
 
 
-def _disc() -> np.ndarray:
-    yy, xx = np.mgrid[:THUMB, :THUMB]
-    centre = (THUMB - 1) / 2
-    return ((yy - centre) ** 2 + (xx - centre) ** 2) <= DISC_RADIUS ** 2
+def _disc(size: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    centre = (size - 1) / 2
+    return ((yy - centre) ** 2 + (xx - centre) ** 2) <= (DISC_SHARE * size) ** 2
 
 
-DISC = _disc()
+DISC = _disc(THUMB)
+_DISCS = {THUMB: DISC, FINE: _disc(FINE)}
 
 
 def band_pass(thumb: np.ndarray) -> np.ndarray:
+    fine, coarse = BANDS[thumb.shape[0]]
     grey = thumb.astype(np.float32)
-    return cv2.GaussianBlur(grey, (0, 0), SIGMA_FINE) - cv2.GaussianBlur(grey, (0, 0), SIGMA_COARSE)
+    return cv2.GaussianBlur(grey, (0, 0), fine) - cv2.GaussianBlur(grey, (0, 0), coarse)
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -267,15 +275,16 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 def _aligned(thumb: np.ndarray) -> np.ndarray:
     """(len(ZOOMS) * len(ANGLES), disc pixels): unit vectors of the band-passed thumbnail, warped."""
+    size = thumb.shape[0]
     passed = band_pass(thumb)
-    centre = ((THUMB - 1) / 2, (THUMB - 1) / 2)
+    centre = ((size - 1) / 2, (size - 1) / 2)
     out = []
     for zoom in ZOOMS:
         for angle in ANGLES:
             matrix = cv2.getRotationMatrix2D(centre, angle, zoom)
-            warped = cv2.warpAffine(passed, matrix, (THUMB, THUMB), flags=cv2.INTER_LINEAR,
+            warped = cv2.warpAffine(passed, matrix, (size, size), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REFLECT)
-            out.append(warped[DISC])
+            out.append(warped[_DISCS[size]])
     return _unit(np.stack(out))
 
 
@@ -284,17 +293,35 @@ def similarity(thumbs: np.ndarray, pairs: np.ndarray, progress=None) -> np.ndarr
     scores = np.zeros(len(pairs), dtype=np.float32)
     if not len(pairs):
         return scores
+    disc = _DISCS[thumbs.shape[1]]
+    chunk_size = CHUNK * THUMB * THUMB // (thumbs.shape[1] ** 2)
     order = np.argsort(pairs[:, 1], kind="stable")
-    for start in range(0, len(order), CHUNK):
-        chunk = order[start:start + CHUNK]
+    for start in range(0, len(order), chunk_size):
+        chunk = order[start:start + chunk_size]
         left, right = pairs[chunk, 0], pairs[chunk, 1]
         ids, where = np.unique(right, return_inverse=True)
         warped = np.stack([_aligned(thumbs[r]) for r in ids])                    # (u, 9, d)
-        plain = _unit(np.stack([band_pass(thumbs[r])[DISC] for r in left]))      # (p, d)
+        plain = _unit(np.stack([band_pass(thumbs[r])[disc] for r in left]))      # (p, d)
         scores[chunk] = np.einsum("pd,pkd->pk", plain, warped[where]).max(axis=1)
         if progress:
-            progress(min(start + CHUNK, len(order)), len(order))
+            progress(min(start + chunk_size, len(order)), len(order))
     return scores
+
+
+def confirm(thumbs: np.ndarray, fine_thumbs, pairs: np.ndarray, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """(similarity, confirmed) per candidate pair. Similarity is the 64 px score, and for the
+    pairs that pass it the lower of that and the 128 px score; confirmed = both passed.
+    `fine_thumbs(rows) -> (len(rows), 128, 128)` gives the finer thumbnails of the rows asked
+    for (decoded only for those)."""
+    scores = similarity(thumbs, pairs, progress)
+    confirmed = np.zeros(len(pairs), dtype=bool)
+    passed = np.flatnonzero(scores >= CONFIRM_SIMILARITY)
+    if len(passed):
+        rows, local = np.unique(pairs[passed], return_inverse=True)
+        fine = similarity(fine_thumbs(rows), local.reshape(-1, 2))
+        scores[passed] = np.minimum(scores[passed], fine)
+        confirmed[passed] = fine >= FINE_SIMILARITY
+    return scores, confirmed
 
 
 # ---------------------------------------------------------------- pairs
@@ -304,22 +331,23 @@ _MEMO: OrderedDict = OrderedDict()
 MEMO_SIZE = 4
 
 
-def _memo_key(df: pd.DataFrame, threshold: float) -> str:
-    digest = hashlib.sha1(f"{threshold}".encode())
+def _memo_key(df: pd.DataFrame, settings: str) -> str:
+    digest = hashlib.sha1(settings.encode())
     for column in ("path", "sha1", "label", "split"):
         digest.update("\0".join(df[column].astype(str)).encode())
         digest.update(b"\1")
     return digest.hexdigest()
 
 
-def find_pairs(df: pd.DataFrame, workspace=None, progress=None, threshold: float = CONFIRM_SIMILARITY) -> pd.DataFrame:
+def find_pairs(df: pd.DataFrame, workspace=None, progress=None) -> pd.DataFrame:
     """One row per confirmed pair of readable photos (PAIR_COLUMNS), most alike first.
 
+    A candidate is a near-copy when `confirm` confirms it (both scales pass).
     kind: "identical" (same bytes) or "near" (confirmed near-copy); scope: "across_classes",
     "across_splits" (same class, different split) or "within_class". `progress(task, done,
     total)` is called with task "thumbnails" and "compare".
     """
-    key = _memo_key(df, threshold)
+    key = _memo_key(df, f"{CONFIRM_SIMILARITY}/{FINE_SIMILARITY}/{workspace}")
     if key in _MEMO:
         _MEMO.move_to_end(key)
         return _MEMO[key].copy()
@@ -327,12 +355,18 @@ def find_pairs(df: pd.DataFrame, workspace=None, progress=None, threshold: float
     identical = sha1_pairs(rows["sha1"].astype(str))
     thumbs, ok = thumbnails(rows, workspace, progress=(lambda d, n: progress("thumbnails", d, n)) if progress else None)
     candidates = candidate_pairs(rows, thumbs, ok)
-    scores = similarity(thumbs, candidates, progress=(lambda d, n: progress("compare", d, n)) if progress else None)
-    near = candidates[scores >= threshold]
+
+    def fine_thumbs(fine_rows):
+        fine, _ = thumbnails(rows.iloc[fine_rows], workspace, size=FINE)
+        return fine
+
+    scores, confirmed = confirm(thumbs, fine_thumbs, candidates,
+                                progress=(lambda d, n: progress("compare", d, n)) if progress else None)
+    near = candidates[confirmed]
     logger.info("copies: %d photos, %d identical pairs, %d candidates, %d near-copies confirmed",
                 len(rows), len(identical), len(candidates), len(near))
     table = pd.concat([_pair_table(rows, identical, np.ones(len(identical)), "identical"),
-                       _pair_table(rows, near, scores[scores >= threshold], "near")], ignore_index=True)
+                       _pair_table(rows, near, scores[confirmed], "near")], ignore_index=True)
     table = table.sort_values(["similarity", "file_a", "file_b"], ascending=[False, True, True], ignore_index=True)
     _MEMO[key] = table
     while len(_MEMO) > MEMO_SIZE:
