@@ -138,12 +138,16 @@ def render(project: dict[str, Any]) -> None:
             table = pd.DataFrame({
                 t("copies.col_left"): decided["file_a"].map(lambda p: Path(p).name),
                 t("copies.col_right"): decided["file_b"].map(lambda p: Path(p).name),
-                t("copies.col_decision"): decided.apply(lambda r: t("copies.decision_" + (
-                    project.get("copy_decisions") or {}).get(pair_key(r["file_a"], r["file_b"]), "keep")), axis=1)})
+                t("copies.col_decision"): decided.apply(lambda r: _decision_text(project, r), axis=1)})
             st.dataframe(table, hide_index=True, key="copies_decided_table")
             if st.button(t("copies.forget"), key="copies_forget"):
                 forget_decisions(project, decided)
                 st.rerun()
+
+
+def _decision_text(project: dict[str, Any], row) -> str:
+    choice = (project.get("copy_decisions") or {}).get(pair_key(row["file_a"], row["file_b"]), "keep")
+    return t(f"copies.decision_{choice}")
 
 
 def _pair(project: dict[str, Any], row: dict, root: str | None) -> None:

@@ -8,8 +8,8 @@ Severity fits the evidence:
 * a copy (identical or near) in two splits: warning `split_leakage`; fix `drop_leaked`
   leaves out the val/test photo of each pair;
 * a copy in one class and split: warning `duplicate_within_class`; fix `drop_duplicates`
-  leaves out one photo per pair, never both (a pair whose other photo is already left out
-  is skipped, so a chain A~B~C loses B only).
+  leaves out one photo per pair, never both (the one in more pairs first; a pair whose other
+  photo is already left out is skipped, so a chain A~B~C loses B only).
 Each message names one example pair: its two files and their two classes (or splits).
 """
 from __future__ import annotations
@@ -70,11 +70,13 @@ def copy_findings(pairs: pd.DataFrame, root: str | None, decisions: dict | None 
 
 
 def _one_per_pair(rows: pd.DataFrame) -> list[str]:
-    """The second file of each pair, unless one of the two is already left out (chains lose less)."""
+    """One file per pair, never both: of a pair whose two files are both still in, the one in
+    more pairs goes (the later name on a tie), so a chain A~B~C loses B only."""
+    degree = pd.concat([rows["file_a"], rows["file_b"]]).value_counts()
     dropped: set[str] = set()
     for a, b in zip(rows["file_a"], rows["file_b"]):
         if a not in dropped and b not in dropped:
-            dropped.add(b)
+            dropped.add(a if degree[a] > degree[b] else b)
     return sorted(dropped)
 
 
