@@ -149,9 +149,9 @@ def accuracy(args) -> None:
         base = Collection()
         for i, (name, small, _) in enumerate(originals):
             base.add(small, i, name)
-        words = copies.phash_words(base.phash)[1]
-        p4 = len(copies.phash_pairs(base.phash, 4))
-        p8 = len(copies.phash_pairs(base.phash, 8))
+        # the pHash the scan stores (full-size decode), as the old check used it
+        p4 = len(copies.phash_pairs(df["phash"].tolist(), 4))
+        p8 = len(copies.phash_pairs(df["phash"].tolist(), 8))
         cand, scores, confirmed0 = detect(base)
         order = np.argsort(-scores)
         print(f"\n== {set_name}: {len(originals)} photos; pHash pairs among distinct photos: <=4 bits {p4}, "
@@ -207,7 +207,6 @@ def accuracy(args) -> None:
                 totals["pos"] += pos
                 totals["conf"] += len(conf)
                 totals["right"] += int(right.sum())
-        del words
     print(f"\nall sets at 1x: precision {totals['right'] / max(1, totals['conf']):.4f}, "
           f"recall {totals['tp'] / max(1, totals['pos']):.4f} (bar 0.99 / 0.95); thresholds "
           f"{copies.CONFIRM_SIMILARITY} at {copies.THUMB} px, {copies.FINE_SIMILARITY} at {copies.FINE} px")

@@ -102,7 +102,7 @@ def _side(col, path: str, label: str, split: str, root: str | None) -> None:
         if thumb is None:
             st.text(t("common.unreadable"))
         else:
-            st.image(thumb, width="stretch")
+            st.image(thumb, width=280)
         short = path[len(root.rstrip("/")) + 1:] if root and path.startswith(root.rstrip("/") + "/") else Path(path).name
         st.text(t("copies.class_split", label=label, split=split or t("data.unsplit")))
         st.text(short)
