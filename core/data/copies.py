@@ -84,7 +84,7 @@ class ThumbCache:
         self.size = size
         self.db_path = subdir("cache", workspace) / "thumbs.sqlite"
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.execute("CREATE TABLE IF NOT EXISTS thumbs (sha1 TEXT, version INTEGER, side INTEGER, data BLOB, "
+            db.execute("CREATE TABLE IF NOT EXISTS thumbnails (sha1 TEXT, version INTEGER, side INTEGER, data BLOB, "
                        "PRIMARY KEY (sha1, version, side))")
 
     def lookup(self, sha1s: list[str]) -> dict[str, np.ndarray]:
@@ -94,14 +94,14 @@ class ThumbCache:
                 part = sha1s[start:start + 900]
                 marks = ",".join("?" * len(part))
                 for sha1, data in db.execute(
-                        f"SELECT sha1, data FROM thumbs WHERE version = ? AND side = ? AND sha1 IN ({marks})",
+                        f"SELECT sha1, data FROM thumbnails WHERE version = ? AND side = ? AND sha1 IN ({marks})",
                         [THUMB_VERSION, self.size, *part]):
                     found[sha1] = np.frombuffer(data, dtype=np.uint8).reshape(self.size, self.size)
         return found
 
     def store(self, items: dict[str, np.ndarray]) -> None:
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.executemany("INSERT OR REPLACE INTO thumbs VALUES (?, ?, ?, ?)",
+            db.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?, ?)",
                            [(s, THUMB_VERSION, self.size, t.tobytes()) for s, t in items.items()])
 
 
