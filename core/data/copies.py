@@ -163,7 +163,7 @@ def layout_descriptors(thumbs: np.ndarray) -> np.ndarray:
     return np.divide(small, norm, out=np.zeros_like(small), where=norm > 1e-6)
 
 
-def layout_pairs(desc: np.ndarray, k: int = K_LAYOUT, block: int = 512) -> np.ndarray:
+def layout_pairs(desc: np.ndarray, k: int = K_LAYOUT, block: int = 256) -> np.ndarray:
     """(m, 2) pairs i < j: each row with its k most similar rows by layout (blocks bound memory)."""
     n = len(desc)
     k = min(k, n - 1)
