@@ -50,7 +50,9 @@ VARIANTS = ("resize50", "jpeg40", "crop90", "bright15", "rotate5")
 # near-copy (a leakage risk); a confirmed pair between them counts as right.
 REAL_NEAR_COPIES = {
     ("JR_B.Spot 3372.JPG", "JR_B.Spot 3379.JPG"),  # plantvillage: one pepper leaf, shot twice, shifted
-    ("JR_HL 8589.JPG", "JR_HL 8591.JPG"),          # plantvillage: one potato leaf, shot twice
+    ("JR_HL 8589.JPG", "JR_HL 8591.JPG"),          # plantvillage: one pepper leaf, shot twice
+    ("JR_HL 8212.JPG", "JR_HL 8214.JPG"),          # plantvillage: one pepper leaf, shot twice (old check's "copy")
+    ("JR_B.Spot 3234.JPG", "JR_B.Spot 3238.JPG"),  # plantvillage: one spotted leaf, shot twice
     ("Im228_ACRIMA.jpg", "Im229_ACRIMA.jpg"),      # acrima normal: one optic disc, two crops of one eye
     ("Im373_g_ACRIMA.jpg", "Im374_g_ACRIMA.jpg"),  # acrima glaucoma: one optic disc, shifted crop
 }
@@ -226,9 +228,9 @@ def generate(out: Path, n: int, seed: int = 0) -> None:
         for path in sorted((SHARED / set_name).rglob("*")):
             if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
                 img = Image.open(path)
-                img.draft("RGB", (640, 640))
+                img.draft("RGB", (400, 400))
                 img = img.convert("RGB")
-                img.thumbnail((640, 640))
+                img.thumbnail((400, 400))
                 sources.append((set_name, img))
     start = time.time()
     for k in range(have, n):
