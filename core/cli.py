@@ -1,6 +1,7 @@
 """`latih`: the command line over the same engine as the app.
 
     latih data check PATH            what is in a dataset and what is wrong with it
+                                     (--pairs out.csv: the confirmed copy pairs, for review)
     latih train PATH [options]       train a classifier, leaving a run folder
     latih predict RUN PHOTOS...      label new photos with a trained run
     latih runs                       list the runs of the workspace
@@ -39,9 +40,12 @@ class Parser(argparse.ArgumentParser):
 def _common_flags() -> argparse.ArgumentParser:
     # default=SUPPRESS so the flags work before or after the command without overwriting each other
     common = argparse.ArgumentParser(add_help=False)
+    from core.workspace import describe_default
+
     common.add_argument("--workspace", default=argparse.SUPPRESS, metavar="FOLDER",
-                        help="where runs, caches and extracted datasets are kept "
-                             "(default: $LATIH_WORKSPACE or ./workspace)")
+                        help="where runs, caches and extracted datasets are kept (default: "
+                             f"{describe_default()}); it is marked with a .latih-workspace file and never "
+                             "scanned as photos")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="show what is happening in detail (log messages on the terminal)")
     return common
@@ -77,6 +81,10 @@ def _add_data(commands, common) -> None:
                                help="count the photos per class and split and list problems to fix")
     check.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--pairs", metavar="OUT.csv", help="save every confirmed copy pair (file_a, file_b, their "
+                       "classes and splits, similarity, kind: identical or near) to this CSV for review")
+    check.add_argument("--exclude", metavar="LIST.txt", help="leave out the photos listed in this file (one path a "
+                       "line, or a pairs CSV with a leave_out column) before checking")
     check.set_defaults(func=cmd_data_check)
 
 
@@ -119,6 +127,8 @@ def _add_train(commands, common) -> None:
     add("--name", dest="run_name", help="short name for the run folder (default: the dataset folder's name)")
     add("--config", metavar="CONFIG.json", help="start from the settings in this file (e.g. a run's "
         "config.json); options given here override it")
+    add("--exclude", metavar="LIST.txt", help="leave out the photos listed in this file (one path a line, "
+        "absolute or relative to PATH; or a pairs CSV with a leave_out column); saved in the run's config")
     add("--json", action="store_true", help="print one JSON object with the result on stdout")
     train.set_defaults(func=cmd_train)
 
@@ -163,41 +173,9 @@ def _add_export(commands) -> None:
 # commands
 # ---------------------------------------------------------------------------------------
 def cmd_data_check(args) -> int:
-    from dataclasses import asdict
+    from core.cli_check import cmd_data_check as run  # scan + copies, without torch
 
-    from core.data.ingest import scan
-    from core.data.validate import check_dataset
-
-    df = scan(args.path)
-    findings = check_dataset(df)
-    counts = _counts(df)
-    if args.json:
-        _print_json({"root": df.attrs.get("root"), "photos": int(len(df)), "counts": counts,
-                     "findings": [asdict(f) for f in findings]})
-    else:
-        _print_check(df, counts, findings)
-    return EXIT_FINDINGS if any(f.severity == "error" for f in findings) else EXIT_OK
-
-
-def _counts(df) -> dict:
-    readable = df[df["readable"].astype(bool)]
-    split = readable["split"].replace("", "unsplit")
-    table = readable.assign(split=split).groupby(["split", "label"]).size()
-    out: dict = {}
-    for (split_name, label), n in table.items():
-        out.setdefault(split_name, {})[label] = int(n)
-    return out
-
-
-def _print_check(df, counts: dict, findings) -> None:
-    print(f"{df.attrs.get('root', '')}: {len(df)} files")
-    for split_name, per_class in counts.items():
-        print(f"  {split_name}: " + ", ".join(f"{label} {n}" for label, n in sorted(per_class.items())))
-    if not findings:
-        print("no problems found")
-    for finding in findings:
-        fix = f" [fix: {finding.fix}]" if finding.fix else ""
-        print(f"{finding.severity}: {finding.message}{fix}")
+    return run(args)
 
 
 def config_from_args(args):
@@ -205,6 +183,10 @@ def config_from_args(args):
 
     base = TrainConfig.from_json(_existing_file(args.config, "config file")).to_dict() if args.config else {}
     base["data_path"] = str(Path(args.path).expanduser().resolve())
+    if getattr(args, "exclude", None):
+        from core.data.exclude import read_list
+
+        base["exclude"] = list(read_list(args.exclude, base["data_path"]))
     for flag in _TRAIN_FLAGS:
         value = getattr(args, flag, None)
         if value is not None:

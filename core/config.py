@@ -67,9 +67,14 @@ class TrainConfig:
     target_sensitivity: float = 0.95
     run_name: str | None = None
     notes: str = ""
+    # photos left out of this run (absolute paths): the copies the person chose to leave out
+    # on the Data page, or `latih train --exclude list.txt`; saved so the run can be repeated.
+    exclude: tuple[str, ...] = ()
 
     # ---- validation -------------------------------------------------------------------
     def __post_init__(self) -> None:
+        if not isinstance(self.exclude, tuple):  # from JSON (a list) or a caller's list
+            object.__setattr__(self, "exclude", tuple(str(p) for p in (self.exclude or ())))
         problems = []
         if self.strategy not in STRATEGIES:
             problems.append(f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})")

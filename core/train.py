@@ -192,6 +192,15 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     from core.data.validate import check_dataset
 
     df = scan(config.data_path, workspace=workspace)
+    if config.exclude:
+        left_out = df["path"].isin(set(config.exclude))
+        log.info("leaving out %d photos listed in the config's exclude (%d listed)", int(left_out.sum()),
+                 len(config.exclude))
+        if left_out.sum() < len(set(config.exclude)):
+            log.warning("%d excluded paths are not in the dataset", len(set(config.exclude)) - int(left_out.sum()))
+        attrs = dict(df.attrs)
+        df = df[~left_out].reset_index(drop=True)
+        df.attrs = attrs
     findings = check_dataset(df)
     errors = [f for f in findings if f.severity == "error"]
     if errors:

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS
-from ui import data_ops, state
+from ui import copy_review, data_ops, state
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import has, t
 from ui.media import photo_grid, thumbnail
@@ -119,12 +119,14 @@ with guard("check"):
                 n = data_ops.exclude(project, df, finding.files)
                 st.toast(t("data.fixed", n=n))
                 st.rerun()
+with guard("copies"):
+    copy_review.render(project)
 if excluded:
     with st.expander(t("data.excluded_title", n=len(excluded))):
         st.caption(t("data.excluded_help"))
         st.dataframe({t("data.col_file"): excluded}, hide_index=True)
         if st.button(t("data.restore"), key="data_restore_excluded"):
-            state.update_project(project, excluded=[])
+            state.update_project(project, excluded=[], copy_decisions={})
             st.rerun()
 
 # ---- 4. sample photos ------------------------------------------------------------------------------

@@ -326,7 +326,7 @@ def test_train_page_submits_to_the_background_job(make_dataset, monkeypatch, wor
     assert (Path(run_dir) / "STOP").exists()
 
 
-def test_train_page_uses_a_link_folder_without_excluded_photos(make_dataset, monkeypatch):
+def test_train_page_passes_excluded_photos_in_the_config(make_dataset, monkeypatch):
     from core import jobs
 
     captured = {}
@@ -341,15 +341,16 @@ def test_train_page_uses_a_link_folder_without_excluded_photos(make_dataset, mon
     _open(_app(project=project["id"]), "data")  # reads the photos
     from ui import state
 
-    state.update_project(state.load_project(project["id"]), excluded=[str(data / "red" / "red_000.png")])
+    left_out = str(data / "red" / "red_000.png")
+    state.update_project(state.load_project(project["id"]), excluded=[left_out])
     at = _open(_app(project=project["id"]), "train")
     at.button(key="train_start").click().run()
     _no_exception(at, "start with exclusions")
     assert at.error and "queue is full" in at.error[0].value
-    folder = Path(captured["config"].data_path)
-    assert folder != data and (folder / "green" / "green_000.png").exists()
-    assert not (folder / "red" / "red_000.png").exists() and (folder / "red" / "red_001.png").exists()
-    assert (data / "red" / "red_000.png").exists()
+    config = captured["config"]
+    assert Path(config.data_path) == data.resolve() or Path(config.data_path) == data
+    assert config.exclude == (left_out,)
+    assert (data / "red" / "red_000.png").exists()  # left out, never deleted
 
 
 def test_data_page_classes_and_photos_dropped_per_class(make_image, tmp_path):

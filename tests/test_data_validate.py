@@ -50,10 +50,10 @@ def test_exact_and_near_duplicates_within_a_class(make_dataset):
     near = ImageEnhance.Brightness(Image.open(root / "b" / "b_003.png")).enhance(1.05)
     near.save(root / "b" / "near.jpg", quality=85)
     finding = by_code(check_dataset(scan(root)))["duplicate_within_class"]
-    # The first path of each group is kept; the later copies are the ones to drop.
+    # One photo of each pair is left out (the later name), never both.
     assert sorted(p.rsplit("/", 1)[-1] for p in finding.files) == ["copy.png", "near.jpg"]
     assert finding.fix == "drop_duplicates"
-    assert finding.message.startswith("2 photos are copies or near-copies")
+    assert finding.message.startswith("2 pairs of copies or near-copies in the same class")
 
 
 def test_photo_copied_into_two_classes_is_a_conflict(make_dataset):
@@ -62,7 +62,7 @@ def test_photo_copied_into_two_classes_is_a_conflict(make_dataset):
     finding = by_code(check_dataset(scan(root)))["conflicting_labels"]
     assert finding.severity == "error"
     assert sorted(p.rsplit("/", 1)[-1] for p in finding.files) == ["a_005.png", "same.png"]
-    assert "'a' and 'b'" in finding.message
+    assert "'a/a_005.png' (class 'a') and 'b/same.png' (class 'b')" in finding.message
 
 
 def test_photo_copied_into_train_and_val_is_leakage(make_dataset):
@@ -140,19 +140,4 @@ def test_drop_files_applies_a_fix_and_keeps_attrs(make_dataset):
     assert len(df) == 25  # the original is untouched
 
 
-def test_duplicate_groups_chain_sha1_and_phash():
-    df = pd.DataFrame({
-        "sha1": ["s1", "s1", "s2", "s3", "s4", ""],
-        "phash": ["0000000000000000", "0000000000000000", "000000000000000f", "00000000000000ff", "ffffffffffffffff", ""],
-    })
-    groups = duplicate_groups(df).tolist()
-    # s2 is 4 bits from s1, s3 is 4 bits from s2 (8 from s1): one chain. s4 and the blank row stand alone.
-    assert groups[0] == groups[1] == groups[2] == groups[3]
-    assert len({groups[0], groups[4], groups[5]}) == 3
-
-
-@pytest.mark.parametrize("distance,same", [(4, True), (5, False)])
-def test_near_duplicate_threshold_is_four_bits(distance, same):
-    other = format((1 << distance) - 1, "016x")
-    groups = duplicate_groups(pd.DataFrame({"sha1": ["a", "b"], "phash": ["0" * 16, other]}))
-    assert bool(groups[0] == groups[1]) is same
+# pHash-distance groups (and their chains) are gone: see tests/test_data_copies.py for copy pairs.

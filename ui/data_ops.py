@@ -51,7 +51,7 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     bar.progress(0.25, text=t("data.progress_scan"))
     df = scan(root)
     bar.progress(0.9, text=t("data.progress_save"))
-    project.update(data_path=str(root), source={"kind": kind, "path": str(source)}, excluded=[])
+    project.update(data_path=str(root), source={"kind": kind, "path": str(source)}, excluded=[], copy_decisions={})
     state.save_files_table(project, df)  # also saves the project
     bar.progress(1.0, text=t("data.progress_done", n=len(df)))
     if kind == "zip" and Path(source).parent == uploads_dir(project):
@@ -59,32 +59,45 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     return True
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _findings_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str):
-    import json
-
-    from core.data.validate import check_dataset
-
+def read_table(table: str) -> pd.DataFrame:
+    """The project's files.csv as scan() returns it (types restored)."""
     df = pd.read_csv(table, keep_default_na=False, dtype=str)
     for col in ("width", "height"):
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
     if "readable" in df.columns:
         df["readable"] = df["readable"].astype(str).str.lower().isin(("true", "1"))
+    return df
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _findings_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str, decisions_json: str,
+                     pairs: pd.DataFrame):
+    import json
+
+    from core.data.validate import check_dataset
+
+    df = read_table(table)
     if excluded:
         df = df[~df["path"].isin(set(excluded))].reset_index(drop=True)
     df.attrs.update(json.loads(attrs_json))
-    return check_dataset(df)
+    return check_dataset(df, pairs=pairs, decisions=json.loads(decisions_json))
 
 
 def findings(project: dict[str, Any]) -> list:
+    """check_dataset on the project's photos minus the left-out ones, with the copy decisions."""
     import json
+
+    from ui import copy_review
 
     table = state.files_table_path(project)
     if not table.exists():
         return []
-    return _findings_cached(str(table), table.stat().st_mtime, tuple(sorted(project.get("excluded", []))),
-                            json.dumps(project.get("scan_attrs") or {}, sort_keys=True))
+    excluded = tuple(sorted(project.get("excluded", [])))
+    pairs = copy_review.active_pairs(copy_review.all_pairs(project), excluded)
+    return _findings_cached(str(table), table.stat().st_mtime, excluded,
+                            json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
+                            json.dumps(project.get("copy_decisions") or {}, sort_keys=True), pairs)
 
 
 def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:

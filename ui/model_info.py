@@ -96,49 +96,6 @@ def check_backbone_name(name: str) -> None:
 
 
 # ---- the TrainConfig of a project ----------------------------------------------------------------
-def training_data_path(project: dict[str, Any]) -> str:
-    """The folder to train on. Without exclusions: the dataset itself. With exclusions: a
-    folder of links to the kept photos (same layout) inside the project, so the engine never
-    sees the excluded photos and the person's own files are never touched."""
-    import hashlib
-    import os
-    from pathlib import Path
-
-    from ui import state
-
-    root = Path(project["data_path"])
-    excluded = sorted(project.get("excluded") or [])
-    if not excluded:
-        return str(root)
-    df = state.load_files_table(project)
-    digest = hashlib.sha1("\n".join(excluded).encode()).hexdigest()[:10]
-    target = state.project_dir(project["id"]) / f"training-data-{digest}"
-    if target.is_dir():
-        return str(target)
-    temp = target.with_name(target.name + ".tmp")
-    if temp.exists():
-        import shutil
-
-        shutil.rmtree(temp)
-    for path in df["path"]:
-        src = Path(path)
-        try:
-            rel = src.relative_to(root)
-        except ValueError:
-            log.warning("%s is outside %s; left out", src, root)
-            continue
-        dst = temp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.symlink(src, dst)
-        except OSError:
-            import shutil
-
-            shutil.copy2(src, dst)
-    os.replace(temp, target)
-    return str(target)
-
-
 def build_config(project: dict[str, Any], df: pd.DataFrame):
     """The frozen TrainConfig for what the person chose on the Data and Model pages."""
     from core.config import TrainConfig, recommend_strategy
@@ -148,7 +105,8 @@ def build_config(project: dict[str, Any], df: pd.DataFrame):
     split = project.get("split") or {}
     strategy = model.get("strategy") or recommend_strategy(train_count(df, project))[0]
     return TrainConfig(
-        data_path=training_data_path(project),
+        data_path=project["data_path"],
+        exclude=tuple(sorted(project.get("excluded") or ())),  # left-out photos, repeatable from the run's config
         backbone=model.get("backbone") or default_backbone(),
         strategy=strategy,
         weights=settings.get("weights", "pretrained"),

@@ -1,16 +1,29 @@
-"""Datasets: find photos (ingest), check them (validate), split them (split), feed them (cache).
+"""Datasets: find photos (ingest), check them (validate, copies), split them (split), feed them (cache).
 
     df = scan(path)                       # folder or .zip -> one row per file
     findings = check_dataset(df)          # plain-language problems, with one-click fixes
-    df = assign_splits(df, 0.2, 0.0, 0)   # stratified, seeded, duplicate-safe
+    pairs = find_pairs(df)                # confirmed copy pairs (core.data.copies)
+    df = assign_splits(df, 0.2, 0.0, 0)   # stratified, seeded, copy-safe
     ds = PhotoDataset(df[df.split == "train"], class_names, transform, ImageCache(None, 256))
-"""
-from core.data.cache import ImageCache, PhotoDataset
-from core.data.ingest import COLUMNS, MAX_PIXELS, load_image, open_source, scan
-from core.data.split import assign_splits
-from core.data.validate import Finding, check_dataset, drop_files, duplicate_groups, has_errors
 
-__all__ = [
-    "COLUMNS", "MAX_PIXELS", "Finding", "ImageCache", "PhotoDataset", "assign_splits", "check_dataset",
-    "drop_files", "duplicate_groups", "has_errors", "load_image", "open_source", "scan",
-]
+Names are imported on first use, so that `latih data check` never imports torch (cache.py
+needs it; it costs ~700 MB of memory).
+"""
+from importlib import import_module
+
+_HOMES = {
+    "ImageCache": "cache", "PhotoDataset": "cache",
+    "COLUMNS": "ingest", "MAX_PIXELS": "ingest", "load_image": "ingest", "open_source": "ingest", "scan": "ingest",
+    "assign_splits": "split",
+    "Finding": "validate", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
+    "has_errors": "validate",
+    "find_pairs": "copies",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f"core.data.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'core.data' has no attribute {name!r}")

@@ -3,7 +3,9 @@
 A dataset is a folder (or a .zip of one) in one of two layouts:
     <root>/<class>/...photos...                      (unsplit)
     <root>/{train,val,test}/<class>/...photos...     (already split; `valid`/`validation` = val)
-Photos may sit in subfolders of a class folder. Hidden files, __MACOSX, Thumbs.db are ignored.
+Photos may sit in subfolders of a class folder. Hidden files and folders, OS debris (__MACOSX,
+.DS_Store, Thumbs.db, desktop.ini) and any Latih workspace (a folder holding `.latih-workspace`)
+are never scanned.
 
 `scan` decodes every photo fully (so truncated files are caught), hashes it (sha1 of the
 bytes, perceptual hash of the pixels) and caches the result per (path, size, mtime) in
@@ -34,7 +36,7 @@ import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from core.errors import DataError
-from core.workspace import subdir
+from core.workspace import is_workspace, subdir
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +291,15 @@ def _is_ignored_name(name: str) -> bool:
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not _is_ignored_name(p.name))
+    """Subfolders that can hold photos: not hidden, not OS debris, never a Latih workspace."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not _is_ignored_name(p.name) and not _skip_workspace(p))
+
+
+def _skip_workspace(folder: Path) -> bool:
+    if is_workspace(folder):
+        logger.info("not scanning %s: it is a Latih workspace", folder)
+        return True
+    return False
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -328,7 +338,7 @@ def _class_folders(root: Path) -> list[tuple[str, str, Path]]:
 def _files_under(folder: Path) -> list[Path]:
     files = []
     for current, dirs, names in os.walk(folder):  # does not follow folder links: no loops
-        dirs[:] = sorted(d for d in dirs if not _is_ignored_name(d))
+        dirs[:] = sorted(d for d in dirs if not _is_ignored_name(d) and not _skip_workspace(Path(current) / d))
         files.extend(Path(current) / n for n in sorted(names) if not _is_ignored_name(n))
     return files
 
@@ -337,11 +347,12 @@ def _files_under(folder: Path) -> list[Path]:
 
 
 def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
-         use_cache: bool = True) -> pd.DataFrame:
+         use_cache: bool = True, progress=None) -> pd.DataFrame:
     """One row per file of the dataset at `path` (folder or .zip); see the module docstring.
 
     `df.attrs["root"]` is the dataset folder and `df.attrs["empty_classes"]` lists class folders
     holding no files (as "label", or "split/label" for a split dataset).
+    `progress(done, total)`, when given, is called as photos are read (for a progress bar).
     """
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         logger.warning("PIL LOAD_TRUNCATED_IMAGES is on somewhere: truncated photos will not be detected")
@@ -352,20 +363,24 @@ def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
         if not files:
             empty.append(f"{split}/{label}" if split else label)
         rows.extend({"path": str(f), "label": label, "split": split} for f in files)
-    infos = _describe_all([r["path"] for r in rows], workspace, use_cache)
+    infos = _describe_all([r["path"] for r in rows], workspace, use_cache, progress)
     df = pd.DataFrame([{**row, **asdict(info)} for row, info in zip(rows, infos)], columns=COLUMNS)
     df = df.astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root=str(root), empty_classes=empty)
     return df
 
 
-def _describe_all(paths: list[str], workspace, use_cache: bool) -> list[PhotoInfo]:
+def _describe_all(paths: list[str], workspace, use_cache: bool, progress=None) -> list[PhotoInfo]:
     cache = ScanCache(subdir("cache", workspace) / "scan.sqlite") if use_cache else None
     stats = [_file_key(p) for p in paths]
     known = cache.lookup(paths, stats) if cache else {}
     todo = [p for p in paths if p not in known]
+    fresh = {}
     with ThreadPoolExecutor(SCAN_WORKERS) as pool:
-        fresh = dict(zip(todo, pool.map(describe_file, todo)))
+        for done, (path, info) in enumerate(zip(todo, pool.map(describe_file, todo)), 1):
+            fresh[path] = info
+            if progress and (done % 64 == 0 or done == len(todo)):
+                progress(done, len(todo))
     if cache:
         cache.store([(p, s, fresh[p]) for p, s in zip(paths, stats) if p in fresh])
     return [known.get(p) or fresh[p] for p in paths]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import imagehash
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from core.data import copies
+from core.data.copy_findings import copy_findings
 from core.data.ingest import NOT_IMAGE
 
-NEAR_DUPLICATE_DISTANCE = 4   # phash bits (of 64) that may differ for "the same photo"
 MIN_PHOTOS_ERROR = 2
 MIN_PHOTOS_WARNING = 10
 IMBALANCE_RATIO = 3.0
@@ -51,58 +49,38 @@ def drop_files(df: pd.DataFrame, files) -> pd.DataFrame:
 # ---------------------------------------------------------------- duplicate groups
 
 
-def duplicate_groups(df: pd.DataFrame, max_distance: int = NEAR_DUPLICATE_DISTANCE) -> pd.Series:
-    """Group id per row: rows with the same sha1, or phashes within max_distance bits, share one.
-
-    Near-duplicates chain (a~b, b~c -> one group). Unreadable rows each get their own group.
-    """
-    n = len(df)
-    edges = [_sha1_edges(df), _phash_edges(df["phash"].tolist(), max_distance)]
-    rows = np.concatenate([e[0] for e in edges])
-    cols = np.concatenate([e[1] for e in edges])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    return pd.Series(labels, index=df.index, name="group")
-
-
-def _sha1_edges(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    sha1 = df["sha1"].to_numpy()
-    positions = pd.Series(np.arange(len(df)))[sha1 != ""]
-    first = positions.groupby(sha1[sha1 != ""]).transform("first")
-    return first.to_numpy(), positions.to_numpy()
-
-
-def _phash_edges(hashes: list[str], max_distance: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j), i < j, of phashes within max_distance bits; blocks keep memory small."""
-    valid = np.array([i for i, h in enumerate(hashes) if h])
-    if len(valid) < 2:
-        return np.array([], dtype=int), np.array([], dtype=int)
-    bits = np.array([imagehash.hex_to_hash(hashes[i]).hash.flatten() for i in valid])
-    words = np.packbits(bits, axis=1).view(">u8").ravel()  # 64 bits -> one integer per photo
-    found_i, found_j = [], []
-    for start in range(0, len(words), chunk):
-        block = words[start:start + chunk]
-        distance = np.bitwise_count(block[:, None] ^ words[None, :])
-        i, j = np.nonzero(distance <= max_distance)
-        i = i + start
-        keep = i < j
-        found_i.append(valid[i[keep]])
-        found_j.append(valid[j[keep]])
-    return np.concatenate(found_i), np.concatenate(found_j)
+def duplicate_groups(df: pd.DataFrame, max_distance: int | None = None) -> pd.Series:
+    """Group id per row, from CONFIRMED copy pairs (core.data.copies): rows joined by a chain
+    of confirmed pairs share one group, so the split keeps them on one side. Unreadable rows
+    each get their own group. `max_distance` is accepted for old callers and ignored: pHash
+    distance alone no longer decides what a copy is."""
+    positions = pd.Series(np.arange(len(df)), index=df["path"].astype(str).to_numpy())
+    positions = positions[~positions.index.duplicated()]
+    pairs = copies.find_pairs(df)
+    edges = np.stack([positions.reindex(pairs["file_a"]).to_numpy(), positions.reindex(pairs["file_b"]).to_numpy()],
+                     axis=1) if len(pairs) else np.empty((0, 2))
+    edges = edges[~np.isnan(edges).any(axis=1)].astype(np.int64) if len(edges) else np.empty((0, 2), np.int64)
+    return pd.Series(copies.group_ids(len(df), edges), index=df.index, name="group")
 
 
 # ---------------------------------------------------------------- checks
 
 
-def check_dataset(df: pd.DataFrame) -> list[Finding]:
-    """Every problem found in df, errors first. Findings are plain data (dataclasses.asdict)."""
+def check_dataset(df: pd.DataFrame, pairs: pd.DataFrame | None = None, decisions: dict | None = None) -> list[Finding]:
+    """Every problem found in df, errors first. Findings are plain data (dataclasses.asdict).
+
+    pairs: the confirmed copy pairs (copies.find_pairs(df)); found here when not given.
+    decisions: {copies.pair_key(a, b): "keep" | "left" | "right"} the person already made;
+    a pair kept on purpose is not reported again (byte-identical files in two classes are).
+    """
     readable = df[df["readable"].astype(bool)]
     readable.attrs = dict(df.attrs)
     findings = [*_unreadable(df), *_classes(df, readable)]
     if len(readable):
-        groups = duplicate_groups(readable)
-        findings += [*_duplicates_within_class(readable, groups), *_conflicting_labels(readable, groups),
-                     *_split_leakage(readable, groups), *_size_shortcut(readable), *_small_images(readable)]
+        if pairs is None:
+            pairs = copies.find_pairs(readable)
+        findings += [*copy_findings(pairs, readable.attrs.get("root"), decisions),
+                     *_size_shortcut(readable), *_small_images(readable)]
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
 
 
@@ -194,61 +172,6 @@ def _imbalance(counts: pd.Series) -> list[Finding]:
     return [Finding("imbalance", "warning",
                     f"Classes are unbalanced: '{big}' has {counts.max():,} photos but '{small}' only {counts.min():,} "
                     f"({ratio:.1f} times fewer); the model may favour '{big}', so add photos of '{small}' if you can")]
-
-
-def _copies_message(n: int, what: str, example: pd.DataFrame, root) -> str:
-    pair = " and ".join(_short(p, root) for p in example["path"].head(2))
-    return f"{_plural(n, 'photo')} {what} (for example {pair})"
-
-
-def _duplicates_within_class(readable: pd.DataFrame, groups: pd.Series) -> list[Finding]:
-    """Copies in the same class and split: keep the first of each, offer to drop the rest."""
-    keyed = readable.assign(group=groups)
-    keyed = keyed[keyed.duplicated(["group", "label", "split"], keep=False)].sort_values("path")
-    if keyed.empty:
-        return []
-    extra = keyed[keyed.duplicated(["group", "label", "split"], keep="first")]
-    example = keyed[keyed["group"] == extra["group"].iloc[0]]
-    root = readable.attrs.get("root")
-    message = _copies_message(len(extra), "are copies or near-copies of another photo in the same class", example, root)
-    return [Finding("duplicate_within_class", "warning",
-                    f"{message}; copies add nothing and can make accuracy look better than it is, drop the extra copies",
-                    extra["path"].tolist(), "drop_duplicates")]
-
-
-def _spread_groups(readable: pd.DataFrame, groups: pd.Series, column: str) -> pd.DataFrame:
-    """Rows of the duplicate groups whose members have more than one value in column."""
-    keyed = readable.assign(group=groups)
-    spread = keyed.groupby("group")[column].transform("nunique")
-    return keyed[spread > 1].sort_values(["group", "path"])
-
-
-def _conflicting_labels(readable: pd.DataFrame, groups: pd.Series) -> list[Finding]:
-    rows = _spread_groups(readable, groups, "label")
-    if rows.empty:
-        return []
-    example = rows[rows["group"] == rows["group"].iloc[0]]
-    labels = " and ".join(f"'{x}'" for x in example["label"].unique()[:2])
-    message = _copies_message(len(rows), f"appear in more than one class ({labels})", example, readable.attrs.get("root"))
-    return [Finding("conflicting_labels", "error",
-                    f"{message}: the same photo cannot belong to two classes, move it to the right class or drop all its copies",
-                    rows["path"].tolist(), "drop_conflicting")]
-
-
-def _split_leakage(readable: pd.DataFrame, groups: pd.Series) -> list[Finding]:
-    split_rows = readable[readable["split"] != ""]
-    rows = _spread_groups(split_rows, groups[split_rows.index], "split")
-    if rows.empty:
-        return []
-    # Keep the training copy; the val/test copies are what make the score too optimistic.
-    has_train = rows.groupby("group")["split"].transform(lambda s: (s == "train").any())
-    leaked = rows[(rows["split"] != "train") & has_train | (rows["split"] == "test") & ~has_train]
-    example = rows[rows["group"] == rows["group"].iloc[0]]
-    message = _copies_message(len(leaked), f"in val/test {_verb(len(leaked), 'appears', 'appear')} (or nearly) in another split", example,
-                              readable.attrs.get("root"))
-    return [Finding("split_leakage", "warning",
-                    f"{message}: the model is tested on photos it trained on, so its score will look better than it is; "
-                    "drop the copies from val/test", leaked["path"].tolist(), "drop_leaked")]
 
 
 def _size_shortcut(readable: pd.DataFrame) -> list[Finding]:

@@ -1,0 +1,97 @@
+"""`latih data check`: what is in a dataset and what is wrong with it, with a progress bar.
+
+Imports no torch (core.data is lazy), so checking 50,000 photos stays in bounded memory.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_OK, EXIT_FINDINGS = 0, 1
+
+
+def cmd_data_check(args) -> int:
+    from dataclasses import asdict
+
+    from core.data.copies import find_pairs
+    from core.data.exclude import read_list
+    from core.data.ingest import scan
+    from core.data.validate import check_dataset, drop_files
+
+    with _Progress(enabled=not args.json) as bar:
+        df = scan(args.path, progress=lambda done, total: bar("read photos", done, total))
+        if args.exclude:
+            df = drop_files(df, read_list(args.exclude, df.attrs.get("root", args.path)))
+        readable = df[df["readable"].astype(bool)]
+        pairs = find_pairs(readable, progress=bar)
+    findings = check_dataset(df, pairs=pairs)
+    counts = _counts(df)
+    if args.pairs:
+        pairs.to_csv(args.pairs, index=False)
+    if args.json:
+        _print_json({"root": df.attrs.get("root"), "photos": int(len(df)), "counts": counts,
+                     "copy_pairs": int(len(pairs)), "findings": [asdict(f) for f in findings]})
+    else:
+        _print_check(df, counts, findings)
+        if args.pairs:
+            print(f"saved {len(pairs):,} copy pairs to {args.pairs}")
+    return EXIT_FINDINGS if any(f.severity == "error" for f in findings) else EXIT_OK
+
+
+class _Progress:
+    """One tqdm bar per task (with its ETA) on stderr: `bar(task, done, total)`."""
+
+    LABELS = {"read photos": "reading photos", "thumbnails": "thumbnails", "compare": "comparing candidate pairs"}
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.task, self.bar = enabled, None, None
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if task != self.task:
+            self._close()
+            self.task = task
+            self.bar = tqdm(total=total, desc=self.LABELS.get(task, task), unit="photo" if task != "compare" else "pair",
+                            file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+        self.bar.update(done - self.bar.n)
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __exit__(self, *exc) -> None:
+        self._close()
+
+
+def _counts(df) -> dict:
+    readable = df[df["readable"].astype(bool)]
+    split = readable["split"].replace("", "unsplit")
+    table = readable.assign(split=split).groupby(["split", "label"]).size()
+    out: dict = {}
+    for (split_name, label), n in table.items():
+        out.setdefault(split_name, {})[label] = int(n)
+    return out
+
+
+def _print_check(df, counts: dict, findings) -> None:
+    print(f"{df.attrs.get('root', '')}: {len(df)} files")
+    for split_name, per_class in counts.items():
+        print(f"  {split_name}: " + ", ".join(f"{label} {n}" for label, n in sorted(per_class.items())))
+    if not findings:
+        print("no problems found")
+    for finding in findings:
+        fix = f" [fix: {finding.fix}]" if finding.fix else ""
+        print(f"{finding.severity}: {finding.message}{fix}")
+
+
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, default=str))
