@@ -1,11 +1,11 @@
 """Copy detection: precision and recall on pairs built from ../shared/datasets, and speed at 50k.
 
     python bench/bench_duplicates.py accuracy [--scales 1 4 16] [--sets NAME ...]
-    python bench/bench_duplicates.py speed --sizes 10000 50000 [--out /tmp/latih-copies-50k]
+    python bench/bench_duplicates.py speed --sizes 10000 50000 [--out DIR] [--workspace DIR]
 
 accuracy: for each shared set, every photo plus five copies of it (50% resize, JPEG quality
 40, 90% centre crop, +15% brightness, 5 degree turn) go through the real detector
-(core.data.copies: candidates, then confirmation). A confirmed pair is right when both
+(core.data.copies: candidates, then confirmation at 64 and 128 px). A confirmed pair is right when both
 photos come from one original (or from two originals labelled below as real near-copies,
 checked by eye). Recall = confirmed (original, copy) pairs / all of them; precision =
 right confirmed pairs / all confirmed pairs. Negatives are all pairs of distinct photos: a
@@ -16,8 +16,10 @@ Also printed: the closest negatives (look at them by eye) and the pHash pair cou
 and 8 bits among the distinct photos, for contrast.
 
 speed: writes N distinct photos (<= 320 px JPEG, random crops/turns/colours of the shared
-photos) to --out, then runs `latih data check` on them in a fresh process per size and
-prints seconds and peak RSS of that process (resource.getrusage), with the machine load.
+photos; generated once, kept in --out) and runs `latih data check` on the first N in a
+fresh process and a fresh workspace per size (cold: every photo read, hashed and
+thumbnailed) and prints seconds and peak RSS of that process (resource.getrusage), and the
+machine load when it started. Use a new --workspace for a cold rerun.
 """
 from __future__ import annotations
 

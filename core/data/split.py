@@ -1,7 +1,7 @@
 """Assign each photo to train / val / test: stratified by class, seeded, duplicate-safe.
 
-Copies and near-copies of a photo (one duplicate group, see validate.duplicate_groups) always
-land in the same split, otherwise the model is tested on photos it trained on. Groups, not
+Copies and near-copies of a photo (one duplicate group: photos joined by confirmed copy
+pairs of core.data.copies, see validate.duplicate_groups) always land in the same split, otherwise the model is tested on photos it trained on. Groups, not
 files, are shuffled; the fractions are met in files as closely as whole groups allow.
 """
 from __future__ import annotations

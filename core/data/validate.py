@@ -3,7 +3,8 @@
 Each problem is a Finding in plain words with counts and names, the files concerned and,
 when one click can fix it, a fix id: the files listed are the ones `drop_files` removes.
 Fix ids: drop_unreadable, drop_not_images, drop_duplicates, drop_conflicting, drop_leaked,
-drop_small.
+drop_small. Copies are found as confirmed pairs by core.data.copies and reported by
+core.data.copy_findings (a near-copy guess is never an error).
 """
 from __future__ import annotations
 
