@@ -301,6 +301,8 @@ def cmd_predict(args) -> int:
     if args.top_k < 1:
         raise LatihError("--top-k must be 1 or more")
     predictor = Predictor.from_run(args.run)  # a wrong run is the likelier mistake: report it first
+    if predictor.unfinished:
+        print(f"warning: {predictor.unfinished}", file=sys.stderr)
     files = photo_files(args.photos)
     if not files:
         raise LatihError("no photos found in the given paths: give photo files or folders that hold photos")

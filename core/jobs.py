@@ -226,8 +226,8 @@ def submit_once(config: TrainConfig, group: str, workspace: str | os.PathLike | 
             if existing is not None:
                 log.info("project %s already has run %s; joining it", group, existing.name)
                 return existing, True
-        run_dir = enqueue(config, ws, group=group)
-    start_worker(ws)
+        run_dir = Path(submit(config, ws))
+        run_status.update_json_fields(run_dir, {"group": group})
     return run_dir, False
 
 

@@ -8,9 +8,7 @@ Session state only holds the project id and the language of this browser tab.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -20,6 +18,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.errors import LatihError
+from core.jsonfile import read_json_checked, update_json, write_json_atomic
 from core.workspace import subdir
 from ui import i18n
 
@@ -86,22 +86,60 @@ def new_project(name: str, data_path: str | None = None, source_kind: str | None
     return project
 
 
-def load_project(pid: str | None) -> dict[str, Any] | None:
+class StaleProject(LatihError):
+    """The project changed on disk (another tab or window) since this tab last read it."""
+
+
+SEEN_KEY = "_latih_project_seen"  # session: project id -> the version this tab last showed
+BOUND_KEY = "_latih_bound_widgets"  # session: widget keys that show project fields
+STALE_FLAG = "_latih_project_stale"
+
+
+def _project_path(pid: str | None) -> Path | None:
     if not pid:
         return None
     try:
-        path = project_dir(pid) / PROJECT_FILE
+        return project_dir(pid) / PROJECT_FILE
     except ValueError:
         log.warning("ignoring bad project id %r", pid)
         return None
-    if not path.exists():
+
+
+def _backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def project_problem(pid: str) -> str | None:
+    """Why a project's file cannot be used (None when it can, possibly from its .bak copy)."""
+    path = _project_path(pid)
+    if path is None or not path.exists():
         return None
-    try:
-        project = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        log.error("cannot read %s: %s", path, exc)
+    data, problem = read_json_checked(path)
+    if not problem and isinstance(data, dict):
         return None
+    backup, backup_problem = read_json_checked(_backup_path(path))
+    if isinstance(backup, dict) and not backup_problem:
+        return None
+    return f"project.json {problem or 'is not a JSON object'}"
+
+
+def load_project(pid: str | None) -> dict[str, Any] | None:
+    """The project, read fresh; a damaged project.json is restored from its last good copy."""
+    path = _project_path(pid)
+    if path is None or not path.exists():
+        return None
+    project, problem = read_json_checked(path)
+    if problem or not isinstance(project, dict):
+        backup, backup_problem = read_json_checked(_backup_path(path))
+        if not isinstance(backup, dict) or backup_problem:
+            log.error("project %s is damaged (%s) and has no good backup", pid, problem)
+            return None
+        log.warning("project.json of %s is damaged (%s); restoring its last good copy", pid, problem)
+        backup["restored_from_backup"] = time.time()
+        write_json_atomic(path, backup)
+        project = backup
     # fill keys added in later versions
+    project.setdefault("version", 0)
     project.setdefault("excluded", [])
     project.setdefault("runs", [])
     project.setdefault("split", {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 0})
@@ -112,13 +150,52 @@ def load_project(pid: str | None) -> dict[str, Any] | None:
     return project
 
 
-def save_project(project: dict[str, Any]) -> None:
-    project["updated"] = time.time()
-    folder = project_dir(project["id"])
+def _write(project_id: str, change) -> dict[str, Any]:
+    """Locked read-modify-write of project.json: keeps the previous good copy as .bak,
+    bumps "version", and tells this tab that it has seen the version it wrote."""
+    folder = project_dir(project_id)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (PROJECT_FILE + ".tmp")
-    tmp.write_text(json.dumps(project, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, folder / PROJECT_FILE)
+    path = folder / PROJECT_FILE
+    before: dict[str, Any] = {}
+
+    def apply(disk: dict) -> dict:
+        if disk.get("id"):
+            write_json_atomic(_backup_path(path), disk)  # the last good copy
+        before["version"] = int(disk.get("version") or 0)
+        new = change(dict(disk))
+        new["version"] = before["version"] + 1
+        new["updated"] = time.time()
+        return new
+
+    saved = update_json(path, apply)
+    _saw(project_id, saved["version"], previous=before["version"])
+    return saved
+
+
+def _session():
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        return st.session_state if get_script_run_ctx(suppress_warning=True) is not None else None
+    except Exception as exc:  # no Streamlit session (engine, tests)
+        log.debug("no session: %s", exc)
+        return None
+
+
+def _saw(pid: str, version: int, previous: int | None = None) -> None:
+    ss = _session()
+    if ss is None:
+        return
+    seen = ss.setdefault(SEEN_KEY, {})
+    # Only a tab that was up to date moves on with its own write; a stale one stays stale.
+    if previous is None or seen.get(pid) in (None, previous):
+        seen[pid] = version
+
+
+def save_project(project: dict[str, Any]) -> None:
+    """Write the whole project (atomically, locked, with a .bak copy); `project` gets the new version."""
+    saved = _write(project["id"], lambda disk: {k: v for k, v in project.items() if k != "restored_from_backup"})
+    project.update(version=saved["version"], updated=saved["updated"])
 
 
 def update_project(project: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -127,12 +204,80 @@ def update_project(project: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return project
 
 
+def change_fields(project: dict[str, Any], changes: dict[str, Any], expected_version: int | None = None) -> dict:
+    """Write only `changes` ({"settings/epochs": 7, "split/val_fraction": 0.25, ...}) onto the
+    project as it is on disk. With `expected_version`, refuse (StaleProject) when the file
+    changed since that version: the tab showing it is out of date."""
+    def apply(disk: dict) -> dict:
+        if expected_version is not None and int(disk.get("version") or 0) != int(expected_version):
+            raise StaleProject("this project was changed in another tab or window; the page was reloaded")
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split("/")
+            node = disk
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return disk
+
+    saved = _write(project["id"], apply)
+    project.clear()
+    project.update(saved)
+    return project
+
+
+# ---- widgets bound to one project field (stale-tab safe) ----------------------------------------
+def bind(widget_key: str, field: str, check=None) -> dict[str, Any]:
+    """Keyword arguments for a widget that shows project field `field` ("settings/epochs"): on a change
+    by the person, only that field is written, checked against the version this tab showed.
+    `check(value)` may return False to leave the change unsaved."""
+    ss = st.session_state
+    ss.setdefault(BOUND_KEY, set()).add(widget_key)
+    return {"key": widget_key, "on_change": _on_bound_change, "args": (widget_key, field, check)}
+
+
+def _on_bound_change(widget_key: str, field: str, check) -> None:
+    ss = st.session_state
+    pid = ss.get(PROJECT_KEY)
+    project = load_project(pid)
+    if project is None:
+        return
+    value = ss.get(widget_key)
+    if check is not None and not check(value):
+        return
+    try:
+        change_fields(project, {field: value}, expected_version=ss.get(SEEN_KEY, {}).get(pid))
+    except StaleProject:
+        log.info("tab was stale for project %s; %s not saved", pid, field)
+        ss[STALE_FLAG] = True
+
+
+def sync_tab(project: dict[str, Any]) -> bool:
+    """Call once per script run with the project read fresh: when another tab changed it,
+    forget this tab's widget values (they show the saved ones again). True if it was stale."""
+    ss = st.session_state
+    seen = ss.setdefault(SEEN_KEY, {})
+    pid, version = project["id"], int(project.get("version") or 0)
+    stale = ss.pop(STALE_FLAG, False) or (pid in seen and seen[pid] != version)
+    if stale:
+        for key in ss.get(BOUND_KEY, set()):
+            ss.pop(key, None)
+        log.info("project %s changed elsewhere (seen %s, now %s); reloaded", pid, seen.get(pid), version)
+    seen[pid] = version
+    return bool(stale)
+
+
 def list_projects() -> list[dict[str, Any]]:
+    """Every project, newest first; a damaged one that cannot be restored is listed with
+    `damaged` set (and no other keys it could not read), never hiding the others."""
     projects = []
     for path in sorted(projects_root().glob(f"*/{PROJECT_FILE}")):
-        project = load_project(path.parent.name)
+        pid = path.parent.name
+        project = load_project(pid)
         if project:
             projects.append(project)
+        elif project_problem(pid):
+            projects.append({"id": pid, "name": pid, "damaged": project_problem(pid), "updated": path.stat().st_mtime,
+                             "runs": []})
     projects.sort(key=lambda p: p.get("updated", 0), reverse=True)
     return projects
 
@@ -144,7 +289,13 @@ def files_table_path(project: dict[str, Any]) -> Path:
 
 def save_files_table(project: dict[str, Any], df: pd.DataFrame) -> None:
     """Cache the scan table; its attrs (dataset root, empty class folders) go into project.json."""
-    df.to_csv(files_table_path(project), index=False)
+    from core.diskspace import partial_file
+
+    path = files_table_path(project)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with partial_file(tmp):
+        df.to_csv(tmp, index=False)
+    tmp.replace(path)
     attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float, list, type(None)))}
     update_project(project, scan_attrs=attrs)
 
