@@ -426,7 +426,7 @@ def _advance_queue() -> None:
     from core.jobs import ensure_worker
 
     try:
-        ensure_worker(workspace)
+        ensure_worker(workspace, grace_s=3.0)
     except OSError as exc:
         log.warning("could not start the queue's worker: %s", exc)
 

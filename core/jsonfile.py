@@ -49,6 +49,7 @@ def _write_unlocked(path: Path, data: Any) -> None:
     text = _dumps(data).encode("utf-8")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files were always world-readable like any other
         with os.fdopen(fd, "wb") as handle:
             handle.write(text)
             handle.flush()

@@ -139,11 +139,16 @@ def cut_metrics(run_dir: Path, last_epoch: int) -> None:
     log.info("metrics.jsonl cut back to epoch %d for the resume", last_epoch)
 
 
+def forget_state(run_dir: Path) -> None:
+    for name in (RESUME_FILE, LAST_MODEL_FILE):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 def model_state(run_dir: Path) -> dict[str, Any]:
     from core.runs import load_weights
 
     return load_weights(Path(run_dir) / LAST_MODEL_FILE, Path(run_dir).name)
 
 
-__all__ = ["save_state", "load_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
+__all__ = ["save_state", "load_state", "forget_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
            "model_state", "RESUME_FILE", "LAST_MODEL_FILE"]

@@ -102,7 +102,12 @@ def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir
             log.info("resuming run %s after epoch %d", run_dir.name, resume_state["epoch"])
         runs.write_status(run_dir, "running", "preparing the photos", pid=os.getpid(), resume=False)
         with runs.Heartbeat(run_dir):
-            return _train_in_run(config, workspace, list(callbacks), run_dir, progress, started, resume_state)
+            result = _train_in_run(config, workspace, list(callbacks), run_dir, progress, started, resume_state)
+        if result.status == "done":
+            from core.resume import forget_state
+
+            forget_state(run_dir)  # a finished run is never resumed: give the disk space back
+        return result
     except LatihError as exc:
         log.error("training failed: %s", exc)
         runs.write_status(run_dir, "failed", str(exc))

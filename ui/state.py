@@ -90,6 +90,21 @@ class StaleProject(LatihError):
     """The project changed on disk (another tab or window) since this tab last read it."""
 
 
+class Project(dict):
+    """A project as read from disk; remembers what it was (`base`) so that update_project can
+    write only the top-level keys the caller changed, never stale copies of the others."""
+
+    base: dict[str, Any] | None = None
+
+
+def _as_project(data: dict[str, Any]) -> Project:
+    import copy
+
+    project = Project(data)
+    project.base = copy.deepcopy(data)
+    return project
+
+
 SEEN_KEY = "_latih_project_seen"  # session: project id -> the version this tab last showed
 BOUND_KEY = "_latih_bound_widgets"  # session: widget keys that show project fields
 STALE_FLAG = "_latih_project_stale"
@@ -147,7 +162,7 @@ def load_project(pid: str | None) -> dict[str, Any] | None:
     project.setdefault("settings", {})
     for key, value in DEFAULT_SETTINGS.items():
         project["settings"].setdefault(key, value)
-    return project
+    return _as_project(project)
 
 
 def _write(project_id: str, change) -> dict[str, Any]:
@@ -159,8 +174,6 @@ def _write(project_id: str, change) -> dict[str, Any]:
     before: dict[str, Any] = {}
 
     def apply(disk: dict) -> dict:
-        if disk.get("id"):
-            write_json_atomic(_backup_path(path), disk)  # the last good copy
         before["version"] = int(disk.get("version") or 0)
         new = change(dict(disk))
         new["version"] = before["version"] + 1
@@ -168,6 +181,7 @@ def _write(project_id: str, change) -> dict[str, Any]:
         return new
 
     saved = update_json(path, apply)
+    write_json_atomic(_backup_path(path), saved)  # the last good copy, restored if project.json is damaged
     _saw(project_id, saved["version"], previous=before["version"])
     return saved
 
@@ -196,11 +210,37 @@ def save_project(project: dict[str, Any]) -> None:
     """Write the whole project (atomically, locked, with a .bak copy); `project` gets the new version."""
     saved = _write(project["id"], lambda disk: {k: v for k, v in project.items() if k != "restored_from_backup"})
     project.update(version=saved["version"], updated=saved["updated"])
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
 
 
 def update_project(project: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Apply `changes` (and any other top-level key the caller changed in `project` since it was
+    loaded) onto the project as it is on disk now; keys changed elsewhere meanwhile are kept."""
     project.update(changes)
-    save_project(project)
+    base = getattr(project, "base", None)
+    if base is None:
+        save_project(project)
+        return project
+    changed = {k for k in project if k != "restored_from_backup" and project[k] != base.get(k)} | set(changes)
+    removed = set(base) - set(project)
+
+    def apply(disk: dict) -> dict:
+        for key in changed:
+            disk[key] = project[key]
+        for key in removed:
+            disk.pop(key, None)
+        return disk
+
+    saved = _write(project["id"], apply)
+    project.clear()
+    project.update(saved)
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
     return project
 
 
@@ -222,6 +262,10 @@ def change_fields(project: dict[str, Any], changes: dict[str, Any], expected_ver
     saved = _write(project["id"], apply)
     project.clear()
     project.update(saved)
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
     return project
 
 
