@@ -406,6 +406,19 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
           f"= uninterrupted {reference_rows[runs.read_meta(reference)['best_epoch'] - 1]['val_acc']}")
 
 
+def test_starting_twice_for_one_project_joins_the_first_run(make_dataset, workspace, monkeypatch):
+    started = []
+    monkeypatch.setattr(jobs, "start_worker", lambda workspace=None: started.append(workspace))
+    config = _fe_config(make_dataset(("red", "green"), n=12))
+    first, joined_first = jobs.submit_once(config, group="project-a")
+    second, joined_second = jobs.submit_once(config, group="project-a")  # e.g. a second tab's Start
+    other, _ = jobs.submit_once(config, group="project-b")
+    forced, joined_forced = jobs.submit_once(config, group="project-a", force=True)
+    assert (joined_first, joined_second, joined_forced) == (False, True, False)
+    assert second == first and other != first and forced not in (first, other)
+    assert jobs.queue(workspace) == [first, other, forced]
+
+
 def test_latih_train_joins_the_queue_and_says_it_is_waiting(make_dataset, workspace):
     data = make_dataset(("red", "green"), n=12)
     long = jobs.submit(TrainConfig(data_path=str(data), backbone="resnet18", weights="scratch", strategy="full",
