@@ -53,7 +53,7 @@ def _fe_config(data: Path, **kw) -> TrainConfig:
 def _resumable_config(data: Path) -> TrainConfig:
     """A full fine-tune with augmentation (so every random state matters), small enough for CPU."""
     return TrainConfig(data_path=str(data), backbone="resnet18", weights="scratch", strategy="full", image_size=32,
-                       epochs=8, batch_size=4, augment="light", val_fraction=0.25, early_stopping_patience=0,
+                       epochs=10, batch_size=4, augment="light", val_fraction=0.25, early_stopping_patience=0,
                        num_workers=0, device="cpu", seed=0)
 
 
@@ -364,10 +364,8 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
     config = _resumable_config(data)
     reference_ws = tmp_path / "reference"
     try:
-        reference = jobs.submit(config, workspace=reference_ws)
         victim = jobs.submit(config)
         queued_behind = jobs.submit(_fe_config(data, epochs=1))  # waits behind the victim
-        assert jobs.wait(reference, timeout=600)["state"] == "done"
         # kill -9 the worker in the middle of the victim's run (after its 2nd epoch was written)
         _wait_for(lambda: (victim / "metrics.jsonl").exists() and len(_epoch_rows(victim)) >= 2, 600,
                   "the victim's second epoch")
@@ -375,6 +373,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
         os.kill(pid, signal.SIGKILL)
         killed_at = len(_epoch_rows(victim))
         assert 2 <= killed_at < config.epochs
+        reference = jobs.submit(config, workspace=reference_ws)  # the same run, never interrupted
         # within seconds, everywhere: job status, the runs list, the CLI
         status = _wait_for(lambda: (s := jobs.job_status(victim))["state"] != "running" and s, 10, "death noticed")
         assert status["state"] == "failed" and status["reason"] == "died"
@@ -388,6 +387,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
         assert cli(["predict", victim.name, str(next(data.rglob("*.png")))]) == 0
         assert "warning: run" in capsys.readouterr().err
         # resume on the command line (it joins the same queue) and compare
+        assert jobs.wait(reference, timeout=600)["state"] == "done"
         assert cli(["resume", victim.name, "--json"]) == 0
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert result["status"] == "done"

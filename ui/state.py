@@ -275,7 +275,7 @@ def bind(widget_key: str, field: str, check=None) -> dict[str, Any]:
     by the person, only that field is written, checked against the version this tab showed.
     `check(value)` may return False to leave the change unsaved."""
     ss = st.session_state
-    ss.setdefault(BOUND_KEY, set()).add(widget_key)
+    ss.setdefault(BOUND_KEY, {})[widget_key] = field
     return {"key": widget_key, "on_change": _on_bound_change, "args": (widget_key, field, check)}
 
 
@@ -295,6 +295,13 @@ def _on_bound_change(widget_key: str, field: str, check) -> None:
         ss[STALE_FLAG] = True
 
 
+def _field(project: dict[str, Any], field: str) -> Any:
+    node: Any = project
+    for part in field.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def sync_tab(project: dict[str, Any]) -> bool:
     """Call once per script run with the project read fresh: when another tab changed it,
     forget this tab's widget values (they show the saved ones again). True if it was stale."""
@@ -303,8 +310,14 @@ def sync_tab(project: dict[str, Any]) -> bool:
     pid, version = project["id"], int(project.get("version") or 0)
     stale = ss.pop(STALE_FLAG, False) or (pid in seen and seen[pid] != version)
     if stale:
-        for key in ss.get(BOUND_KEY, set()):
-            ss.pop(key, None)
+        # Give each widget the saved value (the browser keeps a widget's own value unless the
+        # server sets it; dropping the key alone would leave the stale value on screen).
+        for key, field in ss.get(BOUND_KEY, {}).items():
+            value = _field(project, field)
+            if value is None:
+                ss.pop(key, None)
+            else:
+                ss[key] = value
         log.info("project %s changed elsewhere (seen %s, now %s); reloaded", pid, seen.get(pid), version)
     seen[pid] = version
     return bool(stale)
