@@ -150,5 +150,42 @@ def model_state(run_dir: Path) -> dict[str, Any]:
     return load_weights(Path(run_dir) / LAST_MODEL_FILE, Path(run_dir).name)
 
 
-__all__ = ["save_state", "load_state", "forget_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
+# ---- the trainer's side ------------------------------------------------------------------------------
+class ResumableStages:
+    """Mixed into core.train.Trainer: saves the state at each epoch's end, and restores it when
+    a stage is entered again (`self.resume_state`, `self._stage_*`, `self.generator`, ...)."""
+
+    def _early_stoppers(self) -> list:
+        from core.callbacks import EarlyStopping
+
+        return [c for c in self.hooks.callbacks if isinstance(c, EarlyStopping)]
+
+    def _save_resume_state(self) -> None:
+        ctx = self.ctx
+        state = {"epoch": ctx.epoch, "stage_index": self._stage_index, "stage_epochs_done": self._stage_done,
+                 "stage_finished": bool(ctx.should_stop or self._stage_done >= self._stage_epochs),
+                 "optimizer": self._optimizer.state_dict(), "scheduler": self._scheduler_now.state_dict(),
+                 "best_epoch": ctx.best_epoch, "best_value": ctx.best_value, "best_metrics": dict(ctx.best_metrics),
+                 "history": list(ctx.history), "early": [(c.best, c.bad_epochs) for c in self._early_stoppers()],
+                 "random": random_states(self.generator, self.prep.train_transform)}
+        save_state(ctx.run_dir, self.model, state)
+
+    def _enter_stage(self, optimizer, scheduler) -> int:
+        """Remember the stage's optimizer; when resuming, restore it and return the epochs already done."""
+        self._optimizer, self._scheduler_now = optimizer, scheduler
+        saved, self.resume_state = self.resume_state, None
+        if saved is None:
+            return 0
+        set_random_states(saved["random"], self.generator, self.prep.train_transform)
+        if saved["stage_finished"]:
+            return 0  # the interruption came between stages: this one starts fresh
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        for stopper, (best, bad) in zip(self._early_stoppers(), saved["early"]):
+            stopper.best, stopper.bad_epochs = best, bad
+        self._stage_done = int(saved["stage_epochs_done"])
+        return self._stage_done
+
+
+__all__ = ["ResumableStages", "save_state", "load_state", "forget_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
            "model_state", "RESUME_FILE", "LAST_MODEL_FILE"]

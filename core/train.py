@@ -39,6 +39,7 @@ from core.callbacks import (BestCheckpoint, CallbackList, CancelFile, EarlyStopp
 from core.config import ConfigError, TrainConfig
 from core.device import PeakMemory, configure_cpu_threads, pick_device
 from core.errors import Cancelled, DataError, LatihError
+from core.resume import ResumableStages
 from core.workspace import subdir
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,7 @@ def _write_meta(run_dir: Path, config: TrainConfig, data: PreparedData, prep: Pr
 # ---------------------------------------------------------------------------------------
 # the stages
 # ---------------------------------------------------------------------------------------
-class Trainer:
+class Trainer(ResumableStages):
     """Runs the stages of one strategy; owns the model, the loss and the features."""
 
     def __init__(self, config: TrainConfig, ctx: TrainContext, data: PreparedData, prep: Preprocessing,
@@ -368,40 +369,6 @@ class Trainer:
         self.hooks.on_epoch_end(self.ctx, metrics)
         self._stage_done += 1
         self._save_resume_state()
-
-    # ---- resuming (core/resume.py) ---------------------------------------------------------
-    def _early_stoppers(self) -> list:
-        return [c for c in self.hooks.callbacks if isinstance(c, EarlyStopping)]
-
-    def _save_resume_state(self) -> None:
-        from core.resume import random_states, save_state
-
-        ctx = self.ctx
-        state = {"epoch": ctx.epoch, "stage_index": self._stage_index, "stage_epochs_done": self._stage_done,
-                 "stage_finished": bool(ctx.should_stop or self._stage_done >= self._stage_epochs),
-                 "optimizer": self._optimizer.state_dict(), "scheduler": self._scheduler_now.state_dict(),
-                 "best_epoch": ctx.best_epoch, "best_value": ctx.best_value, "best_metrics": dict(ctx.best_metrics),
-                 "history": list(ctx.history), "early": [(c.best, c.bad_epochs) for c in self._early_stoppers()],
-                 "random": random_states(self.generator, self.prep.train_transform)}
-        save_state(ctx.run_dir, self.model, state)
-
-    def _enter_stage(self, optimizer, scheduler) -> int:
-        """Remember the stage's optimizer; when resuming, restore it and return the epochs already done."""
-        self._optimizer, self._scheduler_now = optimizer, scheduler
-        saved, self.resume_state = self.resume_state, None
-        if saved is None:
-            return 0
-        from core.resume import set_random_states
-
-        set_random_states(saved["random"], self.generator, self.prep.train_transform)
-        if saved["stage_finished"]:
-            return 0  # the interruption came between stages: this one starts fresh
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        for stopper, (best, bad) in zip(self._early_stoppers(), saved["early"]):
-            stopper.best, stopper.bad_epochs = best, bad
-        self._stage_done = int(saved["stage_epochs_done"])
-        return self._stage_done
 
     def _metrics(self, stage, train_loss, train_correct, n_train, val, optimizer, seconds) -> dict:
         head_lr = max(group["lr"] for group in optimizer.param_groups)

@@ -10,7 +10,7 @@ from ui import data_ops, explain_ui, predict_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.run_pick import pick_run
-from ui.safe_text import md, plain
+from ui.safe_text import md
 
 frame()
 page_header("test.title", "test.purpose")
