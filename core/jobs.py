@@ -544,8 +544,32 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = ["submit", "submit_once", "enqueue", "resume", "train_in_queue", "active_run_of", "job_status", "stop", "active_job", "queue", "wait", "start_worker",
            "ensure_worker", "worker_pid", "read_status", "worker", "STATES", "FINISHED", "DIED_MESSAGE"]
 
-# Joining the queue (idempotent per project, resume, the foreground CLI): core/queue_entry.py
-from core.queue_entry import active_run_of, resume, submit_once, train_in_queue  # noqa: E402
+# Joining the queue (idempotent per project, resume, the foreground CLI) lives in
+# core/queue_entry.py; imported when called, because `python -m core.jobs worker` runs this
+# file as __main__ and a module-level import would load it a second time, half-initialised.
+def submit_once(*args, **kwargs):
+    from core.queue_entry import submit_once as entry
+
+    return entry(*args, **kwargs)
+
+
+def active_run_of(*args, **kwargs):
+    from core.queue_entry import active_run_of as entry
+
+    return entry(*args, **kwargs)
+
+
+def resume(*args, **kwargs):
+    from core.queue_entry import resume as entry
+
+    return entry(*args, **kwargs)
+
+
+def train_in_queue(*args, **kwargs):
+    from core.queue_entry import train_in_queue as entry
+
+    return entry(*args, **kwargs)
+
 
 if __name__ == "__main__":
     sys.exit(main())
