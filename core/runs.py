@@ -186,8 +186,9 @@ def resolve_run_dir(run: str | os.PathLike, workspace: str | os.PathLike | None 
         by_id = runs_root / text
         if (by_id / CONFIG_FILE).exists():
             return by_id
-    # A folder path is accepted only when it is a run folder of a workspace (<ws>/runs/<id>/).
-    if (path / CONFIG_FILE).exists() and path.resolve().parent.name == "runs":
+    # A folder the person names is taken as given; an id is never joined with "/" or "..",
+    # so `../../x/runs/X` cannot reach outside the workspace's runs folder.
+    if (path / CONFIG_FILE).exists():
         return path.resolve()
     raise RunError(f"no run found at {text[:200]}; give a run id from `latih runs` or a run folder")
 
