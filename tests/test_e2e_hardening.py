@@ -194,6 +194,9 @@ def test_two_tabs_keep_both_changes_and_start_once(app, monkeypatch):
     with sync_playwright() as pw:
         browser = h.launch(pw)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        home = open_tab(context, "home")  # a bookmark of /home is a real page, not "Page not found"
+        assert en["home.title"] in home.inner_text("body") and "Page not found" not in home.inner_text("body")
+        home.close()
         old, new = open_tab(context, "model"), open_tab(context, "model")
         for page in (old, new):
             page.get_by_text(en["model.advanced_title"], exact=False).first.click()
