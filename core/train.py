@@ -669,7 +669,12 @@ def _feature_file(key: tuple[str, int, str], store: Path) -> Path:
 
 def _cached_feature(key, store: Path | None) -> np.ndarray | None:
     if key in _FEATURE_MEMORY:
-        return _FEATURE_MEMORY[key]
+        vector = _FEATURE_MEMORY[key]
+        if store is not None and not _feature_file(key, store).exists():
+            # Computed in this process for another workspace: this workspace's cache must be
+            # complete too (a later process reads only the disk).
+            _store_feature(key, vector, store)
+        return vector
     if store is None:
         return None
     path = _feature_file(key, store)
