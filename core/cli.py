@@ -6,6 +6,7 @@
     latih predict RUN PHOTOS...      label new photos with a trained run
     latih runs                       list the runs of the workspace
     latih repeat RUN                 train again from a run's saved settings
+    latih threshold RUN [VALUE]      show or move a screening run's threshold
     latih export RUN                 (when core.export is installed)
 
 Bad input ends with ONE line `error: <what to do>` and exit status 2; never a traceback.
@@ -62,6 +63,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_predict(commands, common)
     _add_runs(commands, common)
     _add_repeat(commands, common)
+    from core.cli_threshold import register_threshold_command  # argparse only: cheap
+    register_threshold_command(commands, [common])
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser
