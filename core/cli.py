@@ -279,7 +279,7 @@ def _print_predictions(predictions) -> None:
         if p.error:
             print(f"{p.path}: error: {p.error}")
             continue
-        others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k[1:])
+        others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k if name != p.label)
         if p.abstained:
             print(f"{p.path}: no answer: not like the training photos (the model's guess: "
                   f"{p.label} {p.probability:.2f}; a person should look at it)")

@@ -54,7 +54,7 @@ def cmd_threshold(args) -> int:
     _print_figures(fig)
     for entry in scores.history:
         old = "none" if entry.get("old") is None else f"{entry['old']:.4f}"
-        print(f"  changed {entry.get('when')} on the {entry.get('where')}: {old} -> {entry['new']:.4f}")
+        print(f"  changed {entry.get('when')} ({entry.get('where')}): {old} -> {entry['new']:.4f}")
     return 0
 
 
