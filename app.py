@@ -24,8 +24,17 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname
 st.set_page_config(page_title="Latih", page_icon="🌱", layout="wide")
 state.init_session()
 
-pages = [
-    st.Page(str(ROOT / path), title=t(key), icon=icon, url_path=url, default=(url == "home"))
+
+
+def _landing() -> None:
+    """`/` opens Home at its own address, so that `/home` (a bookmark, a link) is a real page too."""
+    components.go_to("home")
+
+
+# The default page of st.navigation always lives at "/" whatever its url_path, which made
+# /home a "Page not found": the hidden landing page takes "/", Home keeps /home.
+pages = [st.Page(_landing, title=t("nav.home"), url_path="start", default=True, visibility="hidden")] + [
+    st.Page(str(ROOT / path), title=t(key), icon=icon, url_path=url)
     for path, key, icon, url in components.PAGES
 ]
 page = st.navigation(pages, position="sidebar")

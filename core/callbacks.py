@@ -137,8 +137,19 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
     # contiguous + cpu: safetensors refuses strided views and channels_last CUDA tensors.
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    from core.diskspace import partial_file
+
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp))
+    needed = sum(v.numel() * v.element_size() for v in state.values())
+    with partial_file(tmp, needed):
+        try:
+            save_file(state, str(tmp))
+        except Exception as exc:  # safetensors reports a full disk as SafetensorError, not OSError
+            if "No space left" in str(exc) or "Disk quota" in str(exc):
+                import errno
+
+                raise OSError(errno.ENOSPC, str(exc)) from exc
+            raise
     os.replace(tmp, path)
 
 
@@ -267,6 +278,31 @@ class CancelFile(Callback):
         self._check()
 
 
+class StatusLine(Callback):
+    """Keep status.json's one-line message current ("epoch 3 of 10"), not "preparing the photos"."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+
+    def _say(self, message: str, **extra) -> None:
+        from core.run_status import update_status
+
+        try:
+            update_status(self.run_dir, message=message, **extra)
+        except Exception as exc:  # the message is for people; never worth failing a training
+            log.warning("status message not written: %s", exc)
+
+    def on_stage_start(self, ctx, stage, epochs):
+        self._say("training the new last layer" if stage == "head" else "fine-tuning the model", stage=stage)
+
+    def on_progress(self, ctx, task, done, total):
+        if done == 0 or done == total:
+            self._say(f"{task}: {done} of {total} photos")
+
+    def on_epoch_start(self, ctx):
+        self._say(f"epoch {ctx.epoch} of {ctx.total_epochs}", epoch=ctx.epoch, epochs_total=ctx.total_epochs)
+
+
 class FunctionCallback(Callback):
     """Plain functions as hooks, for the UI: FunctionCallback(on_epoch_end=lambda ctx, m: ...)."""
 
@@ -299,4 +335,4 @@ class CallbackList:
 
 
 __all__ = ["TrainContext", "Callback", "EarlyStopping", "BestCheckpoint", "MetricsLogger", "ProgressBar",
-           "CancelFile", "FunctionCallback", "CallbackList", "save_weights"]
+           "CancelFile", "StatusLine", "FunctionCallback", "CallbackList", "save_weights"]

@@ -6,6 +6,7 @@
     latih predict RUN PHOTOS...      label new photos with a trained run
     latih runs                       list the runs of the workspace
     latih repeat RUN                 train again from a run's saved settings
+    latih resume RUN                 continue a run that stopped, from its last epoch
     latih threshold RUN [VALUE]      show or move a screening run's threshold
     latih export RUN                 (when core.export is installed)
 
@@ -63,6 +64,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_predict(commands, common)
     _add_runs(commands, common)
     _add_repeat(commands, common)
+    _add_resume(commands, common)
     from core.cli_threshold import register_threshold_command  # argparse only: cheap
     register_threshold_command(commands, [common])
     if argv is None or _mentions_export(argv):
@@ -166,6 +168,14 @@ def _add_repeat(commands, common) -> None:
     repeat.set_defaults(func=cmd_repeat)
 
 
+def _add_resume(commands, common) -> None:
+    resume = commands.add_parser("resume", parents=[common],
+                                 help="continue a run that stopped or failed, from the end of its last epoch")
+    resume.add_argument("run", help="run folder or run id (see `latih runs`)")
+    resume.add_argument("--json", action="store_true", help="print one JSON object with the result on stdout")
+    resume.set_defaults(func=cmd_resume)
+
+
 def _add_export(commands) -> None:
     from core.export import register_export_command  # imported late: it costs seconds
 
@@ -205,13 +215,31 @@ def _existing_file(path: str, what: str) -> str:
     return path
 
 
+def _say_waiting(position: int) -> None:
+    print(f"waiting: {position} run(s) ahead of this one in the workspace's queue; it starts when they end "
+          "(Ctrl-C to cancel)", file=sys.stderr, flush=True)
+
+
 def cmd_train(args) -> int:
     from core.callbacks import ProgressBar
-    from core.train import train
+    from core.jobs import train_in_queue
 
     config = config_from_args(args)
-    result = train(config, workspace=os.environ.get("LATIH_WORKSPACE"), callbacks=[ProgressBar()])
+    # The same queue as the app: one training at a time per workspace, in order.
+    result = train_in_queue(config, os.environ.get("LATIH_WORKSPACE"), callbacks=[ProgressBar()],
+                            on_wait=_say_waiting)
     return _report_result(result, config, args.json)
+
+
+def cmd_resume(args) -> int:
+    from core.callbacks import ProgressBar
+    from core.jobs import train_in_queue
+    from core.runs import load_run
+
+    run = load_run(args.run)
+    result = train_in_queue(None, run.run_dir.parent.parent, callbacks=[ProgressBar()], on_wait=_say_waiting,
+                            resume_run=run.run_dir)
+    return _report_result(result, run.config, args.json)
 
 
 def cmd_repeat(args) -> int:
@@ -258,6 +286,8 @@ def cmd_predict(args) -> int:
     if args.top_k < 1:
         raise LatihError("--top-k must be 1 or more")
     predictor = Predictor.from_run(args.run)  # a wrong run is the likelier mistake: report it first
+    if predictor.unfinished:
+        print(f"warning: {predictor.unfinished}", file=sys.stderr)
     files = photo_files(args.photos)
     if not files:
         raise LatihError("no photos found in the given paths: give photo files or folders that hold photos")
@@ -297,9 +327,22 @@ def cmd_runs(args) -> int:
     if frame.empty:
         print("no runs yet: train one with `latih train PATH`")
         return EXIT_OK
-    shown = frame[["run_id", "status", "backbone", "strategy", "best_epoch", "val_acc", "val_f1", "eval_acc",
-                   "wall_s"]]
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown = frame[["run_id", "status_text", "backbone", "strategy", "best_epoch", "val_acc", "val_f1", "eval_acc",
+                   "wall_s"]].rename(columns={"status_text": "status"})
+    import pandas as pd
+
+    def fmt(pattern):
+        return lambda v: "-" if v is None or pd.isna(v) else pattern.format(v)
+
+    for column, pattern in (("best_epoch", "{:d}"), ("val_acc", "{:.3f}"), ("val_f1", "{:.3f}"),
+                            ("eval_acc", "{:.3f}"), ("wall_s", "{:.1f}")):
+        shown[column] = shown[column].astype(object).map(fmt(pattern))
+    print(shown.to_string(index=False))
+    for row in frame.itertuples():
+        if row.damaged:
+            print(f"{row.run_id}: damaged: {row.damaged}; delete this run (the others are fine)")
+        elif row.status_text == "stopped unexpectedly":
+            print(f"{row.run_id}: stopped unexpectedly; continue it with `latih resume {row.run_id}`")
     return EXIT_OK
 
 
@@ -347,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.errors import LatihError
 
     try:
+        _advance_queue()
         return args.func(args)
     except (LatihError, ConfigError) as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -359,6 +403,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected failure ({type(exc).__name__}: {_one_line(exc)}); this is a bug, details in "
               f"{where or 'the output above'}", file=sys.stderr)
         return EXIT_FINDINGS
+
+
+def _advance_queue() -> None:
+    """Every `latih` command starts the next queued run when nothing is training (no page needed)."""
+    workspace = os.environ.get("LATIH_WORKSPACE")
+    root = Path(workspace or "workspace")
+    if not (root / "queue").is_dir():
+        return
+    from core.jobs import ensure_worker
+
+    try:
+        ensure_worker(workspace, grace_s=3.0)
+    except OSError as exc:
+        log.warning("could not start the queue's worker: %s", exc)
 
 
 def _one_line(exc: BaseException) -> str:

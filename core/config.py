@@ -126,7 +126,9 @@ class TrainConfig:
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
         if path is not None:
-            Path(path).write_text(text + "\n", encoding="utf-8")
+            from core.jsonfile import write_json_atomic  # atomic and locked, like every Latih JSON file
+
+            write_json_atomic(path, self.to_dict())
         return text
 
     @classmethod

@@ -307,7 +307,10 @@ def export_package(run_dir, out_zip) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", image_size_of(meta))
         partial = out_zip.with_name(out_zip.name + ".partial")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        from core.diskspace import partial_file
+
+        with partial_file(partial, (run_dir / "model.safetensors").stat().st_size * 2), \
+                zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.write(run_dir / "model.safetensors", "model.safetensors")
             zf.write(onnx_path, "model.onnx")
             zf.writestr("config.json", json.dumps(_read_json(run_dir / "config.json", default={})

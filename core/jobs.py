@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import datetime as _dt
 import errno
-import json
 import logging
 import os
 import re
@@ -40,17 +39,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from core import run_status
 from core.config import TrainConfig
 from core.errors import Cancelled, LatihError, RunError
+from core.jsonfile import read_json, write_json_atomic
+from core.run_status import DIED_MESSAGE, FINISHED, STATUSES, now_iso, pid_alive, to_epoch  # noqa: F401 (re-exported)
 from core.workspace import subdir, workspace_dir
 
 log = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "done", "failed", "stopped")
-FINISHED = ("done", "failed", "stopped")
-DIED_MESSAGE = "the training process ended unexpectedly"
+STATES = STATUSES
 LOCK_NAME = "worker.lock"
 PID_NAME = "worker.pid"
 CURRENT_NAME = "current"
@@ -65,19 +63,7 @@ _children: list[subprocess.Popen] = []
 # small helpers
 # ---------------------------------------------------------------------------------------
 def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def to_epoch(value: Any) -> float | None:
-    """A time written as epoch seconds or ISO 8601 -> epoch seconds (None if unreadable)."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return _dt.datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
+    return now_iso()
 
 
 def _ws(workspace: str | os.PathLike | None) -> Path:
@@ -89,46 +75,19 @@ def _queue_dir(workspace: str | os.PathLike | None) -> Path:
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json_atomic(path, data)
 
 
 def read_status(run_dir: str | os.PathLike) -> dict:
-    """The raw contents of `<run>/status.json` ({} when missing)."""
-    path = Path(run_dir) / "status.json"
-    for attempt in range(5):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            # A writer that does not replace atomically may be half way through; retry.
-            time.sleep(0.05 * (attempt + 1))
-    log.warning("status.json in %s is not readable JSON", run_dir)
-    return {}
+    """The raw contents of `<run>/status.json` ({} when missing or damaged)."""
+    return run_status.read_raw(run_dir)[0]
 
 
 def _update_status(run_dir: Path, **fields: Any) -> dict:
-    data = read_status(run_dir)
-    data.update(fields)
-    data["updated"] = _now()
-    _atomic_write_json(run_dir / "status.json", data)
-    return data
+    return run_status.update_status(run_dir, **fields)
 
 
-def _pid_alive(pid: Any, not_before: float | None = None) -> bool:
-    """True if process `pid` exists, is not a zombie and (when known) started before `not_before`."""
-    try:
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if not_before is not None and proc.create_time() > not_before + 2.0:
-            return False  # the pid was reused by a newer process
-        return True
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError, TypeError):
-        return False
+_pid_alive = pid_alive
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,14 +132,18 @@ def _tickets(ws: Path) -> list[Path]:
     return sorted(p for p in q.iterdir() if p.suffix == TICKET_SUFFIX and p.name[0].isdigit())
 
 
+def _ticket_data(ticket: Path) -> dict | None:
+    data = read_json(ticket)
+    if data is None or not isinstance(data.get("run_dir"), str):
+        if ticket.exists():
+            log.warning("ignoring an unreadable queue ticket %s", ticket)
+        return None
+    return data
+
+
 def _ticket_run(ticket: Path) -> Path | None:
-    try:
-        return Path(json.loads(ticket.read_text(encoding="utf-8"))["run_dir"])
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        log.warning("ignoring an unreadable queue ticket %s", ticket)
-        return None
+    data = _ticket_data(ticket)
+    return Path(data["run_dir"]) if data else None
 
 
 def _ticket_for(run_dir: Path, ws: Path) -> Path | None:
@@ -198,26 +161,38 @@ def _workspace_of(run_dir: Path) -> Path:
 # ---------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------
-def submit(config: TrainConfig, workspace: str | os.PathLike | None = None) -> Path:
+def enqueue(config: TrainConfig | None, workspace: str | os.PathLike | None = None, *, run_dir: Path | None = None,
+            group: str | None = None, owner_pid: int | None = None, resume: bool = False) -> Path:
+    """Put a run in the queue (a new run folder for `config`, or `run_dir` again to resume it).
+
+    `group` names who the run belongs to (the app's project id) for `submit_once`;
+    `owner_pid` marks a run that a foreground `latih train` will train itself when its turn
+    comes (the background worker leaves it to that process)."""
+    ws = _ws(workspace)
+    if run_dir is None:
+        run_dir = _new_run_dir(config, ws).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_json(run_dir / "config.json")
+    run_dir = Path(run_dir).resolve()
+    now = _now()
+    fields = {"state": "queued", "pid": None, "message": "waiting for its turn", "submitted": now, "updated": now,
+              "group": group, "resume": resume}
+    run_status.update_json_fields(run_dir, fields, drop=("reason", "damaged", "heartbeat"))
+    (run_dir / "STOP").unlink(missing_ok=True)
+    ticket = _queue_dir(ws) / f"{time.time_ns():020d}-{run_dir.name}{TICKET_SUFFIX}"
+    write_json_atomic(ticket, {"run_dir": str(run_dir), "submitted": now, "owner_pid": owner_pid,
+                               "resume": resume})
+    log.info("queued %s%s", run_dir, " (resume)" if resume else "")
+    return run_dir
+
+
+def submit(config: TrainConfig, workspace: str | os.PathLike | None = None, group: str | None = None) -> Path:
     """Queue a training run and make sure a background worker is running; returns the run folder.
 
     The folder exists when this returns, with config.json and status.json = queued.
     """
-    ws = _ws(workspace)
-    run_dir = _new_run_dir(config, ws).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_json(run_dir / "config.json")
-    now = _now()
-    _atomic_write_json(run_dir / "status.json", {
-        "state": "queued", "pid": None, "message": "waiting for its turn",
-        "submitted": now, "updated": now,
-    })
-    ticket = _queue_dir(ws) / f"{time.time_ns():020d}-{run_dir.name}{TICKET_SUFFIX}"
-    tmp = ticket.with_name("." + ticket.name + ".tmp")
-    tmp.write_text(json.dumps({"run_dir": str(run_dir), "submitted": now}) + "\n", encoding="utf-8")
-    os.replace(tmp, ticket)
-    log.info("queued %s", run_dir)
-    start_worker(ws)
+    run_dir = enqueue(config, workspace, group=group)
+    start_worker(workspace)
     return run_dir
 
 
@@ -259,6 +234,9 @@ def ensure_worker(workspace: str | os.PathLike | None = None, grace_s: float = 1
     tickets = _tickets(ws)
     if not tickets or worker_pid(ws) is not None:
         return False
+    head = _ticket_data(tickets[0]) or {}
+    if head.get("owner_pid") is not None and pid_alive(head["owner_pid"]):
+        return False  # a foreground `latih train` trains it when its turn comes
     try:
         age = time.time() - int(tickets[0].name.split("-", 1)[0]) / 1e9
     except ValueError:
@@ -333,15 +311,10 @@ def job_status(run_dir: str | os.PathLike) -> dict:
     }
 
     if state == "running":
-        pid = raw.get("pid")
-        if not _pid_alive(pid, to_epoch(raw.get("started"))):
-            # Re-read: the trainer may have finished between our two looks.
-            raw2 = read_status(run)
-            if raw2.get("state") == "running" and raw2.get("pid") == pid:
-                log.warning("run %s: process %s is gone; marking it failed", run.name, pid)
-                raw2 = _update_status(run, state="failed", message=DIED_MESSAGE)
-            out.update(raw2)
-            out["state"] = raw2.get("state", "failed")
+        checked = run_status.check_alive(run, raw)
+        if checked.get("state") != "running":
+            out.update(checked)
+            out["state"] = checked.get("state", "failed")
         else:
             out["position"] = 0
     elif state == "queued":
@@ -358,8 +331,8 @@ def job_status(run_dir: str | os.PathLike) -> dict:
             # while claiming it).
             raw2 = read_status(run)
             if raw2.get("state") == "queued" and worker_pid(ws) is None:
-                raw2 = _update_status(run, state="failed",
-                                      message="the run left the queue without training; start it again")
+                raw2 = _update_status(run, state="failed", reason="died",
+                                      message="the run left the queue without training; resume it or start it again")
                 out.update(raw2)
                 out["state"] = "failed"
     return out
@@ -427,18 +400,34 @@ def _unlock(fh) -> None:
     fh.close()
 
 
-def _claim_next(ws: Path) -> Path | None:
-    """Take the oldest ticket off the queue; returns its run folder (None when empty)."""
+FOREGROUND = Path("<foreground>")  # _claim_next: the head of the queue belongs to a `latih train` process
+
+
+def _claim_next(ws: Path, owner: int | None = None) -> Path | None:
+    """Take the oldest ticket off the queue; returns its run folder (None when empty).
+
+    A ticket owned by a live foreground `latih train` (not `owner`) is left for it:
+    FOREGROUND is returned and the worker steps aside. One whose owner died is failed."""
     for ticket in _tickets(ws):
-        run = _ticket_run(ticket)
-        if run is None:
+        data = _ticket_data(ticket)
+        if data is None:
             with contextlib.suppress(FileNotFoundError):
                 if ticket.exists() and ticket.stat().st_size > 0:
                     ticket.rename(ticket.with_suffix(".bad"))
             continue
+        run = Path(data["run_dir"])
+        holder = data.get("owner_pid")
+        if holder is not None and holder != owner:
+            if pid_alive(holder):
+                return FOREGROUND
+            with contextlib.suppress(FileNotFoundError):
+                ticket.unlink()
+            _update_status(run, state="failed", reason="died", pid=None,
+                           message="the `latih train` that queued this run is gone; resume it or start again")
+            continue
         (ws / "queue" / CURRENT_NAME).write_text(str(run), encoding="utf-8")
         if read_status(run).get("state") == "queued":
-            _update_status(run, state="running", pid=os.getpid(), started=_now(),
+            _update_status(run, state="running", pid=os.getpid(), started=_now(), heartbeat=time.time(),
                            message="starting")
         try:
             ticket.unlink()
@@ -468,7 +457,10 @@ def _run_one(run: Path, ws: Path) -> None:
     try:
         config = TrainConfig.from_json(run / "config.json")
         train = _train_function()
-        train(config, workspace=str(ws), run_dir=run)
+        if read_status(run).get("resume"):
+            train(config, workspace=str(ws), run_dir=run, resume=True)
+        else:
+            train(config, workspace=str(ws), run_dir=run)
     except Cancelled:
         if read_status(run).get("state") not in FINISHED:
             _update_status(run, state="stopped", message="stopped by the user; the best checkpoint is kept")
@@ -508,6 +500,9 @@ def worker(workspace: str | os.PathLike | None = None) -> int:
         while True:
             (qdir / PID_NAME).write_text(str(os.getpid()), encoding="utf-8")
             run = _claim_next(ws)
+            if run == FOREGROUND:
+                log.info("the next run is trained by a `latih train` in the foreground; stepping aside")
+                return 0
             if run is not None:
                 try:
                     _run_one(run, ws)
@@ -546,8 +541,35 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-__all__ = ["submit", "job_status", "stop", "active_job", "queue", "wait", "start_worker",
+__all__ = ["submit", "submit_once", "enqueue", "resume", "train_in_queue", "active_run_of", "job_status", "stop", "active_job", "queue", "wait", "start_worker",
            "ensure_worker", "worker_pid", "read_status", "worker", "STATES", "FINISHED", "DIED_MESSAGE"]
+
+# Joining the queue (idempotent per project, resume, the foreground CLI) lives in
+# core/queue_entry.py; imported when called, because `python -m core.jobs worker` runs this
+# file as __main__ and a module-level import would load it a second time, half-initialised.
+def submit_once(*args, **kwargs):
+    from core.queue_entry import submit_once as entry
+
+    return entry(*args, **kwargs)
+
+
+def active_run_of(*args, **kwargs):
+    from core.queue_entry import active_run_of as entry
+
+    return entry(*args, **kwargs)
+
+
+def resume(*args, **kwargs):
+    from core.queue_entry import resume as entry
+
+    return entry(*args, **kwargs)
+
+
+def train_in_queue(*args, **kwargs):
+    from core.queue_entry import train_in_queue as entry
+
+    return entry(*args, **kwargs)
+
 
 if __name__ == "__main__":
     sys.exit(main())

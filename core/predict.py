@@ -25,7 +25,7 @@ from core.runs import crop_pct_of, image_size_of
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".heic", ".heif", ".hif"}
 
 
 @dataclass
@@ -69,6 +69,7 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = meta
         self.run_dir = run_dir
+        self.unfinished: str | None = None  # set when the run did not finish (a failed run's last best)
         self.class_names = list(meta["class_names"])
         size, crop_pct = image_size_of(meta), crop_pct_of(meta)
         self.decode_size = int(meta.get("decode_size") or math.ceil(size / crop_pct))
@@ -85,7 +86,14 @@ class Predictor:
         run = load_run(run_dir, workspace)
         if not run.meta.get("class_names"):
             raise RunError(f"run {run.run_id} has no meta.json with class names; train it again")
-        return cls(run.model(device), run.meta, run.run_dir, device)
+        predictor = cls(run.model(device), run.meta, run.run_dir, device)
+        state = run.status.get("state")
+        if state != "done":
+            predictor.unfinished = (f"run {run.run_id} did not finish ({state}: {run.status.get('message') or ''}"
+                                    "); its model is the best epoch before it stopped and may be undertrained; "
+                                    f"resume it with `latih resume {run.run_id}` for a finished model")
+            log.warning(predictor.unfinished)
+        return predictor
 
     def _positive_index(self) -> int | None:
         positive = self.meta.get("positive_class")

@@ -19,40 +19,34 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import psutil
 
 from core.config import ConfigError, TrainConfig
 from core.errors import RunError
+from core.jsonfile import read_json as _read_json
+from core.jsonfile import read_json_checked, write_json_atomic
+from core.run_status import (DIED_MESSAGE, FINISHED, STATUS_FILE, STATUSES, Heartbeat, check_alive, died,
+                             pid_alive, read_status, status_text, update_status, write_status)
 from core.workspace import subdir, workspace_dir
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "done", "failed", "stopped")
 STRATEGY_SHORT = {"feature-extraction": "fe", "fine-tune": "ft", "full": "full", "two-stage": "2stage"}
-CONFIG_FILE, META_FILE, STATUS_FILE = "config.json", "meta.json", "status.json"
+CONFIG_FILE, META_FILE = "config.json", "meta.json"
 METRICS_FILE, MODEL_FILE, EVALUATION_FILE = "metrics.jsonl", "model.safetensors", "evaluation.json"
 SPLITS_FILE, LOG_FILE, STOP_FILE = "splits.csv", "train.log", "STOP"
+RESUME_FILE, LAST_MODEL_FILE = "resume.pt", "last.safetensors"  # the last epoch's state, for resuming
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
-# ---- small JSON helpers ------------------------------------------------------------------
+# ---- small JSON helpers (core.jsonfile: atomic, locked, damage-tolerant) -----------------
 def write_json(path: Path, data: Any) -> None:
-    """Write atomically (temp file + rename) so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically and under the file's lock, so a reader never sees half a file."""
+    write_json_atomic(path, data)
 
 
 def read_json(path: Path) -> dict | None:
     """The JSON object in `path`, or None when it is missing or damaged (logged)."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return None
+    return _read_json(path, None)
 
 
 # ---- creating a run ----------------------------------------------------------------------
@@ -92,45 +86,15 @@ def new_run_dir(config: TrainConfig, workspace: str | os.PathLike | None = None)
     raise RunError(f"could not create a new run folder in {runs}; remove old runs and try again")
 
 
-def _now_iso() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def write_status(run_dir: Path, state: str, message: str = "", **extra: Any) -> dict:
-    """Merge into status.json: {"state", "pid", "message", "updated", ...}.
-
-    The key is "state" and times are ISO 8601, as core.jobs reads them; earlier keys
-    (submitted, started) are kept.
-    """
-    if state not in STATUSES:
-        raise ValueError(f"unknown run state {state!r}")  # a bug in the caller, not user input
-    path = Path(run_dir) / STATUS_FILE
-    data = read_json(path) or {}
-    data.update({"state": state, "pid": os.getpid(), "message": message, "updated": _now_iso(), **extra})
-    if state == "running":
-        data.setdefault("started", _now_iso())
-    write_json(path, data)
-    return data
-
-
-def read_status(run_dir: Path) -> dict:
-    """status.json with "state" guaranteed ("status" is the same value, for readers using either)."""
-    data = read_json(Path(run_dir) / STATUS_FILE) or {"message": "status.json missing"}
-    data["state"] = data.get("state") or data.get("status") or "failed"
-    data["status"] = data["state"]
-    return data
-
-
 def read_meta(run_dir: Path) -> dict:
     return read_json(Path(run_dir) / META_FILE) or {}
 
 
 def update_meta(run_dir: Path, **changes: Any) -> dict:
-    """Merge `changes` into meta.json (used by training and by the trust features)."""
-    meta = read_meta(run_dir)
-    meta.update(changes)
-    write_json(Path(run_dir) / META_FILE, meta)
-    return meta
+    """Merge `changes` into meta.json under its lock (used by training and by the trust features)."""
+    from core.jsonfile import update_json
+
+    return update_json(Path(run_dir) / META_FILE, lambda meta: meta.update(changes))
 
 
 # ---- reading runs ------------------------------------------------------------------------
@@ -153,11 +117,14 @@ def read_metrics(run_dir: Path, kind: str | None = "epoch") -> pd.DataFrame:
     path = Path(run_dir) / METRICS_FILE
     rows = []
     if path.exists():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        text = path.read_bytes().decode("utf-8", errors="replace")  # a damaged byte loses one line, not the run
+        for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
+                if not isinstance(row, dict):
+                    raise json.JSONDecodeError("not an object", line, 0)
             except json.JSONDecodeError:
                 log.debug("skipping unfinished line %d of %s", number, path)
                 continue
@@ -185,8 +152,6 @@ class Run:
 
     def model(self, device: str = "cpu"):
         """Rebuild the timm model (no download: weights="scratch") and load the best weights."""
-        from safetensors.torch import load_file
-
         from core.backbones import create_backbone
 
         weights = self.run_dir / MODEL_FILE
@@ -195,33 +160,62 @@ class Run:
                            "train it again")
         model = create_backbone(self.meta.get("backbone", self.config.backbone), len(self.class_names),
                                 weights="scratch")
+        state = load_weights(weights, self.run_id)
         try:
-            model.load_state_dict(load_file(str(weights), device="cpu"))
+            model.load_state_dict(state)
         except (RuntimeError, OSError) as exc:
             raise RunError(f"the model file of run {self.run_id} is damaged ({str(exc).splitlines()[0]}); "
                            "train it again") from exc
         return model.to(device).eval()
 
+    @property
+    def from_failed_run(self) -> bool:
+        """The model is the last checkpoint of a run that did not finish (it may be undertrained)."""
+        return self.status.get("state") in ("failed", "running", "queued")
+
+
+def load_weights(path: str | os.PathLike, run_id: str = "") -> dict:
+    """A safetensors file as a state dict; RunError in plain words when it is truncated or damaged."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        log.warning("cannot load %s: %s", path, exc)
+        what = f"the model file of run {run_id}" if run_id else f"the weights file {Path(path).name}"
+        raise RunError(f"{what} is damaged or incomplete ({str(exc).splitlines()[0][:120]}); "
+                       "train the run again (or resume it if it did not finish)") from None
+
 
 def resolve_run_dir(run: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Path:
     """Accept a run folder path or a bare run id from `latih runs`."""
-    path = Path(run).expanduser()
+    text = str(run)
+    path = Path(text).expanduser()
+    runs_root = (workspace_dir(workspace, create=False) / "runs").resolve()
+    if RUN_ID.fullmatch(text) and ".." not in text:
+        by_id = runs_root / text
+        if (by_id / CONFIG_FILE).exists():
+            return by_id
+    # A folder the person names is taken as given; an id is never joined with "/" or "..",
+    # so `../../x/runs/X` cannot reach outside the workspace's runs folder.
     if (path / CONFIG_FILE).exists():
         return path.resolve()
-    by_id = workspace_dir(workspace, create=False) / "runs" / str(run)
-    if (by_id / CONFIG_FILE).exists():
-        return by_id
-    raise RunError(f"no run found at {run}; list runs with `latih runs`")
+    raise RunError(f"no run found at {text[:200]}; give a run id from `latih runs` or a run folder")
 
 
 def load_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Run:
     run_dir = resolve_run_dir(run_dir, workspace)
+    data, problem = read_json_checked(run_dir / CONFIG_FILE)
+    if problem or not isinstance(data, dict):
+        raise RunError(f"run {run_dir.name} is damaged: config.json {problem or 'is not a JSON object'}; "
+                       "delete this run (the other runs are not affected)")
     try:
-        config = TrainConfig.from_json(run_dir / CONFIG_FILE)
-    except ConfigError as exc:
+        config = TrainConfig.from_dict(data)
+    except (ConfigError, TypeError) as exc:
         raise RunError(f"run {run_dir.name} has an unreadable config.json ({exc})") from exc
     return Run(run_dir=run_dir, config=config, meta=read_meta(run_dir), metrics=read_metrics(run_dir),
-               evaluation=read_json(run_dir / EVALUATION_FILE), status=read_status(run_dir))
+               evaluation=read_json(run_dir / EVALUATION_FILE), status=check_alive(run_dir))
 
 
 def _best_epoch_row(metrics: pd.DataFrame, best_epoch: int | None) -> dict:
@@ -259,8 +253,12 @@ def _created(status: dict, run_dir: Path) -> datetime:
 
 def summarize_run(run_dir: Path) -> dict:
     """One row for the runs table; never raises for a damaged run (it is shown as such)."""
-    config = read_json(run_dir / CONFIG_FILE) or {}
-    meta, status = read_meta(run_dir), read_status(run_dir)
+    config, config_problem = read_json_checked(run_dir / CONFIG_FILE)
+    config = config if isinstance(config, dict) else {}
+    meta, status = read_meta(run_dir), check_alive(run_dir)
+    problems = [f"config.json {config_problem}"] if config_problem else []
+    if status.get("damaged"):
+        problems.append(status["damaged"])
     best = _best_epoch_row(read_metrics(run_dir), meta.get("best_epoch"))
     evaluation = read_json(run_dir / EVALUATION_FILE)
     return {
@@ -270,7 +268,10 @@ def summarize_run(run_dir: Path) -> dict:
         "backbone": config.get("backbone"),
         "strategy": config.get("strategy"),
         "status": status.get("state"),
-        "best_epoch": meta.get("best_epoch"),
+        "status_text": "damaged" if problems else status_text(status),
+        "damaged": "; ".join(problems) or None,
+        "message": status.get("message"),
+        "best_epoch": _as_int(meta.get("best_epoch")),
         "val_acc": best.get("val_acc"),
         "val_f1": best.get("val_f1"),
         "eval_split": (evaluation or {}).get("evaluated_on"),
@@ -281,14 +282,23 @@ def summarize_run(run_dir: Path) -> dict:
     }
 
 
+def _as_int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def list_runs(workspace: str | os.PathLike | None = None) -> pd.DataFrame:
     """All runs in the workspace, newest first."""
     runs_root = workspace_dir(workspace, create=False) / "runs"
     rows = [summarize_run(d) for d in sorted(runs_root.glob("*")) if (d / CONFIG_FILE).exists()] \
         if runs_root.exists() else []
-    columns = ["run_id", "created", "data", "backbone", "strategy", "status", "best_epoch", "val_acc",
+    columns = ["run_id", "created", "data", "backbone", "strategy", "status", "status_text", "damaged", "message",
+               "best_epoch", "val_acc",
                "val_f1", "eval_split", "eval_acc", "eval_f1", "wall_s", "run_dir"]
     frame = pd.DataFrame(rows, columns=columns)
+    frame["best_epoch"] = frame["best_epoch"].astype("Int64")
     return frame.sort_values("created", ascending=False, ignore_index=True) if rows else frame
 
 
@@ -296,19 +306,11 @@ def delete_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None =
     """Delete one run folder; refuses anything that is not a run folder, and a running run."""
     run_dir = resolve_run_dir(run_dir, workspace)
     status = read_status(run_dir)
-    if status.get("state") == "running" and _pid_alive(status.get("pid")):
+    status = check_alive(run_dir, status)
+    if status.get("state") == "running":
         raise RunError(f"run {run_dir.name} is still training; stop it first")
     shutil.rmtree(run_dir)
     log.info("deleted run %s", run_dir)
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int):
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def repeat_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None, callbacks=()):
@@ -322,4 +324,5 @@ def repeat_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None =
 
 __all__ = ["Run", "new_run_dir", "list_runs", "load_run", "delete_run", "read_metrics", "repeat_run",
            "write_status", "read_status", "read_meta", "update_meta", "resolve_run_dir", "workspace_dir",
-           "write_json", "read_json", "summarize_run"]
+           "write_json", "read_json", "summarize_run", "load_weights", "check_alive", "status_text", "died",
+           "update_status", "pid_alive", "Heartbeat", "STATUSES", "FINISHED", "DIED_MESSAGE", "STATUS_FILE"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import platform
 import random
 import time
@@ -34,10 +35,11 @@ from torch import nn
 
 from core import runs
 from core.callbacks import (BestCheckpoint, CallbackList, CancelFile, EarlyStopping, FunctionCallback,
-                            MetricsLogger, TrainContext)
+                            MetricsLogger, StatusLine, TrainContext)
 from core.config import ConfigError, TrainConfig
 from core.device import PeakMemory, configure_cpu_threads, pick_device
 from core.errors import Cancelled, DataError, LatihError
+from core.resume import ResumableStages
 from core.workspace import subdir
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,11 @@ class PreparedData:
 # entry point
 # ---------------------------------------------------------------------------------------
 def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir=None,
-          progress: Callable[[float, str], None] | None = None) -> TrainResult:
+          progress: Callable[[float, str], None] | None = None, resume: bool = False) -> TrainResult:
     """Train `config` into a new run folder (or `run_dir`, e.g. one core.jobs created).
+
+    `resume=True` continues `run_dir` from the state saved at the end of its last epoch
+    (core/resume.py); the result is the same as an uninterrupted run's.
 
     Raises LatihError for unusable input (the run is marked failed with that message).
     A Stop (the STOP file) is not an error: the best checkpoint is kept, the result's
@@ -88,9 +93,22 @@ def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir
         config.to_json(run_dir / runs.CONFIG_FILE)  # first, so even a failed run can be repeated
     root_level = logging.getLogger().level
     handler = _attach_log_file(run_dir)
-    runs.write_status(run_dir, "running", "preparing the photos")
+    resume_state = None
     try:
-        return _train_in_run(config, workspace, list(callbacks), run_dir, progress, started)
+        if resume:
+            from core.resume import cut_metrics, load_state
+
+            resume_state = load_state(run_dir)
+            cut_metrics(run_dir, int(resume_state["epoch"]))
+            log.info("resuming run %s after epoch %d", run_dir.name, resume_state["epoch"])
+        runs.write_status(run_dir, "running", "preparing the photos", pid=os.getpid(), resume=False)
+        with runs.Heartbeat(run_dir):
+            result = _train_in_run(config, workspace, list(callbacks), run_dir, progress, started, resume_state)
+        if result.status == "done":
+            from core.resume import forget_state
+
+            forget_state(run_dir)  # a finished run is never resumed: give the disk space back
+        return result
     except LatihError as exc:
         log.error("training failed: %s", exc)
         runs.write_status(run_dir, "failed", str(exc))
@@ -116,7 +134,7 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
     return handler
 
 
-def _train_in_run(config, workspace, callbacks, run_dir, progress, started) -> TrainResult:
+def _train_in_run(config, workspace, callbacks, run_dir, progress, started, resume_state=None) -> TrainResult:
     device = pick_device(config.device)
     threads = configure_cpu_threads()
     log.info("run %s on %s (%d CPU threads), torch %s, python %s", run_dir.name, device, threads,
@@ -130,7 +148,7 @@ def _train_in_run(config, workspace, callbacks, run_dir, progress, started) -> T
                            device=device)
         _write_meta(run_dir, config, data, prep)
         hooks = CallbackList(_default_callbacks(config, run_dir, progress) + callbacks)
-        trainer = Trainer(config, ctx, data, prep, hooks, workspace)
+        trainer = Trainer(config, ctx, data, prep, hooks, workspace, resume_state)
         status, message = "done", ""
         try:
             hooks.on_train_start(ctx)  # inside: a STOP left from before cancels cleanly
@@ -150,7 +168,8 @@ def _default_callbacks(config: TrainConfig, run_dir: Path, progress) -> list:
     built = [BestCheckpoint(run_dir / runs.MODEL_FILE, monitor=config.monitor),
              EarlyStopping(config.monitor, config.early_stopping_patience),
              MetricsLogger(run_dir / runs.METRICS_FILE),
-             CancelFile(run_dir / runs.STOP_FILE)]
+             CancelFile(run_dir / runs.STOP_FILE),
+             StatusLine(run_dir)]
     if progress is not None:
         built.append(FunctionCallback(
             on_progress=lambda ctx, task, done, total: progress(0.0, f"{task}: {done}/{total}"),
@@ -273,13 +292,23 @@ def _write_meta(run_dir: Path, config: TrainConfig, data: PreparedData, prep: Pr
 # ---------------------------------------------------------------------------------------
 # the stages
 # ---------------------------------------------------------------------------------------
-class Trainer:
+class Trainer(ResumableStages):
     """Runs the stages of one strategy; owns the model, the loss and the features."""
 
     def __init__(self, config: TrainConfig, ctx: TrainContext, data: PreparedData, prep: Preprocessing,
-                 hooks: CallbackList, workspace):
+                 hooks: CallbackList, workspace, resume_state: dict | None = None):
         self.config, self.ctx, self.data, self.prep, self.hooks = config, ctx, data, prep, hooks
         self.workspace = workspace
+        self.resume_state = resume_state
+        self._stage_index, self._stage_epochs, self._stage_done = 0, 0, 0
+        self._optimizer = self._scheduler_now = None
+        if resume_state is not None:
+            from core.resume import model_state
+
+            ctx.model.load_state_dict(model_state(ctx.run_dir))
+            ctx.epoch, ctx.history = int(resume_state["epoch"]), list(resume_state["history"])
+            ctx.best_epoch, ctx.best_value = resume_state["best_epoch"], resume_state["best_value"]
+            ctx.best_metrics = dict(resume_state["best_metrics"])
         self.model = ctx.model.to(ctx.device)
         self.features: dict[str, torch.Tensor] = {}
         self.labels = {s: torch.tensor(_label_indices(f, data.class_names)) for s, f in data.frames.items()}
@@ -300,7 +329,12 @@ class Trainer:
     def run_stages(self) -> None:
         plan = [(stage, n) for stage, n in self.stage_plan() if n > 0]
         self.ctx.total_epochs = sum(n for _, n in plan)
-        for stage, epochs in plan:
+        saved = self.resume_state
+        for index, (stage, epochs) in enumerate(plan):
+            if saved is not None and (index < saved["stage_index"]
+                                      or (index == saved["stage_index"] and saved["stage_finished"])):
+                continue  # finished before the interruption
+            self._stage_index, self._stage_epochs, self._stage_done = index, epochs, 0
             self.ctx.stage, self.ctx.should_stop = stage, False
             if stage == "head":  # the one slow step of this stage, before its epoch counter starts
                 with _timed("features"):
@@ -342,6 +376,8 @@ class Trainer:
         log.info("epoch %d (%s): %s", metrics["epoch"], metrics["stage"],
                  ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
         self.hooks.on_epoch_end(self.ctx, metrics)
+        self._stage_done += 1
+        self._save_resume_state()
 
     def _metrics(self, stage, train_loss, train_correct, n_train, val, optimizer, seconds) -> dict:
         head_lr = max(group["lr"] for group in optimizer.param_groups)
@@ -397,7 +433,8 @@ class Trainer:
         steps = math.ceil(len(y_train) / batch)
         scheduler = self._scheduler(optimizer, steps, epochs)
         dropout = float(getattr(self.model, "drop_rate", 0.0) or 0.0)  # what the full model applies before its head
-        for _ in range(epochs):
+        done = self._enter_stage(optimizer, scheduler)
+        for _ in range(epochs - done):
             self._start_epoch()
             started = time.perf_counter()
             order = self._epoch_order().to(self.ctx.device)
@@ -456,7 +493,8 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda") if amp.dtype == torch.float16 and device.type == "cuda" else None
         if use_channels_last(device):
             self.model = self.model.to(memory_format=torch.channels_last)
-        for _ in range(epochs):
+        done = self._enter_stage(optimizer, scheduler)
+        for _ in range(epochs - done):
             self._start_epoch()
             started = time.perf_counter()
             total_loss, correct, seen = self._finetune_epoch(loader, optimizer, scheduler, amp, scaler)
@@ -520,10 +558,8 @@ class Trainer:
     # ---- the end -------------------------------------------------------------------------
     def write_outputs(self) -> None:
         """outputs_<split>.npz with the best weights (see ARCHITECTURE.md, trust contract)."""
-        from safetensors.torch import load_file
-
         best = self.ctx.run_dir / runs.MODEL_FILE
-        self.model.load_state_dict(load_file(str(best), device=str(self.ctx.device)))
+        self.model.load_state_dict({k: v.to(self.ctx.device) for k, v in runs.load_weights(best).items()})
         self.model.eval()
         head = self.model.get_classifier()
         for split, frame in self.data.frames.items():

@@ -11,6 +11,7 @@ from ui import copy_review, data_ops, state
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import has, t
 from ui.media import photo_grid, thumbnail
+from ui.safe_text import md, plotly as plotly_text
 
 frame()
 page_header("data.title", "data.purpose")
@@ -87,6 +88,7 @@ if top[4].button(t("data.rescan"), key="data_rescan", help=t("data.rescan_help")
 
 counts = df.assign(split=df["split"].replace("", t("data.unsplit"))).groupby(["label", "split"]).size() \
     .reset_index(name="photos")
+counts["label"] = counts["label"].map(plotly_text)  # plotly reads <a href> in its labels
 fig = px.bar(counts, x="label", y="photos", color="split" if df["split"].ne("").any() else None,
              labels={"label": t("data.axis_class"), "photos": t("data.axis_photos"), "split": t("data.axis_split")},
              title=t("data.counts_title"))
@@ -103,7 +105,7 @@ with guard("check"):
         show = {"error": st.error, "warning": st.warning}.get(finding.severity, st.info)
         title_key = f"finding.{finding.code}"
         text = t(title_key, n=len(finding.files)) if has(title_key) else finding.message
-        show(f"**{text}**  \n{finding.message}" if has(title_key) else text,
+        show(f"**{text}**  \n{md(finding.message)}" if has(title_key) else md(text),
              icon={"error": ":material/error:", "warning": ":material/warning:"}.get(finding.severity,
                                                                                       ":material/info:"))
         if finding.files:
@@ -133,7 +135,7 @@ if excluded:
 st.subheader(t("data.samples_title"))
 labels = sorted(df["label"].unique())
 if labels:
-    for tab, label in zip(st.tabs(labels[:20]), labels[:20]):
+    for tab, label in zip(st.tabs([md(label) for label in labels[:20]]), labels[:20]):
         with tab:
             paths = df.loc[(df["label"] == label) & df["readable"], "path"].tolist()
             photo_grid(paths, limit=12)
@@ -147,14 +149,17 @@ already_split = df["split"].ne("").all()
 if already_split:
     st.info(t("data.split_existing"), icon=":material/info:")
 cols = st.columns(2)
-val_fraction = cols[0].slider(t("data.val_fraction"), 0.05, 0.4, float(split.get("val_fraction", 0.2)), 0.05,
-                              key="data_val_fraction", help=t("help.validation"), disabled=already_split)
-test_fraction = cols[1].slider(t("data.test_fraction"), 0.0, 0.4, float(split.get("test_fraction", 0.1)), 0.05,
-                               key="data_test_fraction", help=t("help.test_split"), disabled=already_split)
+val_share, test_share = float(split.get("val_fraction", 0.2)), float(split.get("test_fraction", 0.1))
+val_fraction = cols[0].slider(t("data.val_fraction"), 0.05, 0.4, val_share, 0.05, help=t("help.validation"),
+                              disabled=already_split,
+                              **state.bind("data_val_fraction", "split/val_fraction",
+                                           check=lambda v: v + test_share < 0.9))
+test_fraction = cols[1].slider(t("data.test_fraction"), 0.0, 0.4, test_share, 0.05, help=t("help.test_split"),
+                               disabled=already_split,
+                               **state.bind("data_test_fraction", "split/test_fraction",
+                                            check=lambda v: val_share + v < 0.9))
 if val_fraction + test_fraction >= 0.9:
     st.warning(t("data.split_too_big"))
-elif (val_fraction, test_fraction) != (split.get("val_fraction"), split.get("test_fraction")):
-    state.update_project(project, split={**split, "val_fraction": val_fraction, "test_fraction": test_fraction})
 if test_fraction == 0 and not already_split:
     st.caption(t("data.no_test_note"))
 with guard("split"):
@@ -168,10 +173,8 @@ settings = project.get("settings", {})
 cols = st.columns([2, 2, 1])
 preset = cols[0].selectbox(t("data.augment_preset"), AUGMENT_PRESETS,
                            index=AUGMENT_PRESETS.index(settings.get("augment", "light")),
-                           format_func=lambda p: t(f"augment.{p}"), key="data_aug_preset",
-                           help=t("help.augmentation"))
-if preset != settings.get("augment"):
-    state.update_project(project, settings={**settings, "augment": preset})
+                           format_func=lambda p: t(f"augment.{p}"), help=t("help.augmentation"),
+                           **state.bind("data_aug_preset", "settings/augment"))
 readable = df[df["readable"]]
 if not readable.empty:
     label = cols[1].selectbox(t("data.augment_class"), labels, key="data_aug_class")

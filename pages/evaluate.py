@@ -12,6 +12,7 @@ from ui import explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.media import thumbnail
+from ui.safe_text import md, plotly as plotly_text
 from ui.run_pick import pick_run
 
 frame()
@@ -36,7 +37,7 @@ sizes = (ev.get("split_sizes") or {}).get(split, {})
 st.markdown(t("eval.on_split", split=t(f"split.{split}") if split in ("test", "val", "train") else split,
               n=sizes.get("n", ev["metrics"].get("n", "?"))))
 for note in ev.get("notes") or []:
-    st.info(note, icon=":material/info:")
+    st.info(md(note), icon=":material/info:")
 
 # ---- headline metrics with 95% intervals -------------------------------------------------------------
 metrics, ci = ev["metrics"], ev.get("ci") or {}
@@ -56,17 +57,21 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key="eval_metrics_table")
 
 operating_point_ui.render(run_dir, ev)  # the screening threshold: live figures, ROC point, Save
 
-# ---- charts ------------------------------------------------------------------------------------------
+# ---- charts (class names escaped for plotly, which reads <a href> in its labels) -------------------------
+ev_plot = {**ev, "class_names": [plotly_text(c) for c in ev["class_names"]],
+           "roc": {plotly_text(k): v for k, v in (ev.get("roc") or {}).items()},
+           "metrics": {**ev["metrics"], "per_class": [{**r, "name": plotly_text(r["name"])}
+                                                      for r in ev["metrics"].get("per_class") or []]}}
 tabs = st.tabs([t("eval.tab_confusion"), t("eval.tab_per_class"), t("eval.tab_roc"), t("eval.tab_reliability")])
 with tabs[0]:
     st.caption(t("eval.confusion_help"))
-    fig = figures.confusion_matrix_figure(ev)
+    fig = figures.confusion_matrix_figure(ev_plot)
     fig.update_layout(title=t("eval.confusion_title"), xaxis_title=t("eval.axis_predicted"),
                       yaxis_title=t("eval.axis_true"))
     st.plotly_chart(fig, key="eval_confusion")
 with tabs[1]:
     per_class = pd.DataFrame(metrics["per_class"])
-    fig = figures.per_class_bar_figure(ev)
+    fig = figures.per_class_bar_figure(ev_plot)
     fig.update_layout(title=t("eval.per_class_title"))
     st.plotly_chart(fig, key="eval_per_class")
     table = per_class[["name", "precision", "recall", "f1", "support"]].rename(columns={
@@ -77,13 +82,13 @@ with tabs[1]:
     st.caption(t("eval.per_class_help"))
 with tabs[2]:
     st.caption(t("eval.roc_help"))
-    fig = figures.roc_figure(ev)
+    fig = figures.roc_figure(ev_plot)
     fig.update_layout(title=t("eval.roc_title"), xaxis_title=t("eval.axis_fpr"), yaxis_title=t("eval.axis_tpr"))
     st.plotly_chart(fig, key="eval_roc")
 with tabs[3]:
     st.caption(t("eval.reliability_help"))
     if ev.get("calibration"):
-        fig = figures.reliability_figure(ev)
+        fig = figures.reliability_figure(ev_plot)
         fig.update_layout(title=t("eval.reliability_title"), xaxis_title=t("eval.axis_confidence"),
                           yaxis_title=t("eval.axis_accuracy"))
         st.plotly_chart(fig, key="eval_reliability")
@@ -110,7 +115,7 @@ else:
             if image is None:
                 image = thumbnail(item["path"])
             if image is None:
-                st.caption(f"{Path(item['path']).name}: {t('common.unreadable')}")
+                st.caption(f"{md(Path(item['path']).name)}: {t('common.unreadable')}")
             else:
                 st.image(image, caption=caption, width="stretch")
 

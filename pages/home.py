@@ -8,6 +8,7 @@ import streamlit as st
 from ui import state
 from ui.components import frame, go_to, next_step, page_header
 from ui.i18n import t
+from ui.safe_text import md
 
 frame()
 page_header("home.title", "home.purpose")
@@ -52,9 +53,12 @@ projects = state.list_projects()
 if not projects:
     st.caption(t("home.no_projects"))
 for p in projects[:30]:
+    if p.get("damaged"):
+        st.warning(t("hardening.damaged_project_home", name=p["id"], problem=p["damaged"]), icon=":material/error:")
+        continue
     with st.container(border=True):
         cols = st.columns([4, 3, 2, 2], vertical_alignment="center")
-        cols[0].markdown(f"**{p['name']}**")
+        cols[0].markdown(f"**{md(p['name'])}**")
         when = dt.datetime.fromtimestamp(p.get("updated", 0)).strftime("%Y-%m-%d %H:%M")
         cols[1].caption(t("home.project_meta", when=when, runs=len(p.get("runs", []))))
         cols[2].caption(t("home.has_data") if p.get("data_path") else t("home.no_data"))

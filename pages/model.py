@@ -45,7 +45,7 @@ def backbone_card(spec, container) -> None:
             st.caption(spec.notes)
         if st.button(t("model.chosen") if is_chosen else t("model.choose"), key=f"model_choose_{spec.name}",
                      disabled=is_chosen, type="primary" if is_chosen else "secondary"):
-            state.update_project(project, model={**model, "backbone": spec.name})
+            state.change_fields(project, {"model/backbone": spec.name})
             st.rerun()
 
 
@@ -72,51 +72,53 @@ current = model.get("strategy") or recommended
 strategy = st.radio(
     t("model.strategy_label"), STRATEGIES, index=STRATEGIES.index(current),
     format_func=lambda s: t(f"strategy.{s}") + (f"  ({t('model.recommended')})" if s == recommended else ""),
-    captions=[t(f"strategy.{s}.help") for s in STRATEGIES], key="model_strategy", help=t("help.freeze"),
+    captions=[t(f"strategy.{s}.help") for s in STRATEGIES], help=t("help.freeze"),
+    **state.bind("model_strategy", "model/strategy"),
 )
 st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
           reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
-if strategy != current:
-    state.update_project(project, model={**model, "strategy": strategy})
-    model["strategy"] = strategy
+model["strategy"] = strategy
 
 # ---- advanced settings ---------------------------------------------------------------------------
 with st.expander(t("model.advanced_title"), expanded=False, icon=":material/tune:"):
     st.caption(t("model.advanced_help"))
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input(t("model.epochs"), 1, 300, int(settings.get("epochs", 15)), key="model_epochs",
-                             help=t("help.epoch"))
+    epochs = c1.number_input(t("model.epochs"), 1, 300, int(settings.get("epochs", 15)),
+                             help=t("help.epoch"), **state.bind("model_epochs", "settings/epochs"))
     lr_options = [None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
     lr_now = settings.get("lr") if settings.get("lr") in lr_options else None
-    lr = c2.select_slider(t("model.lr"), lr_options, value=lr_now, key="model_lr", help=t("help.learning_rate"),
+    lr = c2.select_slider(t("model.lr"), lr_options, value=lr_now, help=t("help.learning_rate"),
+                          **state.bind("model_lr", "settings/lr"),
                           format_func=lambda v: t("model.auto") if v is None else f"{v:g}")
     batch_options = [4, 8, 16, 32, 64, 128]
     batch = c3.selectbox(t("model.batch_size"), batch_options,
                          index=batch_options.index(settings.get("batch_size", 32))
                          if settings.get("batch_size", 32) in batch_options else 3,
-                         key="model_batch_size", help=t("help.batch_size"))
+                         help=t("help.batch_size"), **state.bind("model_batch_size", "settings/batch_size"))
     c4, c5, c6 = st.columns(3)
     size_options = [None, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384]
     size_now = settings.get("image_size") if settings.get("image_size") in size_options else None
     image_size = c4.selectbox(t("model.image_size"), size_options, index=size_options.index(size_now),
                               format_func=lambda v: t("model.auto_size") if v is None else f"{v} px",
-                              key="model_image_size", help=t("help.image_size"))
+                              help=t("help.image_size"), **state.bind("model_image_size", "settings/image_size"))
     augment = c5.selectbox(t("model.augment"), AUGMENT_PRESETS,
                            index=AUGMENT_PRESETS.index(settings.get("augment", "light")),
-                           format_func=lambda p: t(f"augment.{p}"), key="model_augment", help=t("help.augmentation"))
+                           format_func=lambda p: t(f"augment.{p}"), help=t("help.augmentation"),
+                           **state.bind("model_augment", "settings/augment"))
     patience = c6.number_input(t("model.patience"), 0, 50, int(settings.get("early_stopping_patience", 5)),
-                               key="model_patience", help=t("help.early_stopping"))
+                               help=t("help.early_stopping"),
+                               **state.bind("model_patience", "settings/early_stopping_patience"))
     c7, c8 = st.columns(2)
     weights = c7.radio(t("model.weights"), ["pretrained", "scratch"],
                        index=0 if settings.get("weights", "pretrained") == "pretrained" else 1,
-                       format_func=lambda w: t(f"weights.{w}"), key="model_weights", help=t("help.pretrained"),
-                       horizontal=True)
+                       format_func=lambda w: t(f"weights.{w}"), help=t("help.pretrained"),
+                       horizontal=True, **state.bind("model_weights", "settings/weights"))
     custom = c8.text_input(t("model.custom_backbone"), value="", key="model_custom_backbone",
                            placeholder="resnet18", help=t("help.custom_backbone"))
     if custom.strip() and st.button(t("model.use_custom"), key="model_use_custom"):
         with guard("custom backbone"):
             model_info.check_backbone_name(custom.strip())
-            state.update_project(project, model={**model, "backbone": custom.strip()})
+            state.change_fields(project, {"model/backbone": custom.strip()})
             st.rerun()
 
 # ---- screening: the class that must not be missed ------------------------------------------------
@@ -127,17 +129,14 @@ positive_now = settings.get("positive_class") if settings.get("positive_class") 
 s1, s2 = st.columns(2)
 positive_class = s1.selectbox(t("model.positive_class"), positive_options, index=positive_options.index(positive_now),
                               format_func=lambda c: t("model.no_screening") if c is None else c,
-                              key="model_positive_class", help=t("help.positive_class"))
+                              help=t("help.positive_class"),
+                              **state.bind("model_positive_class", "settings/positive_class"))
 target_sensitivity = s2.slider(t("model.target_sensitivity"), 0.80, 0.99,
                                float(settings.get("target_sensitivity", 0.95)), 0.01, format="%.2f",
-                               key="model_target_sensitivity", help=t("help.target_sensitivity"),
-                               disabled=positive_class is None)
-
-new_settings = {**settings, "epochs": int(epochs), "lr": lr, "batch_size": int(batch), "image_size": image_size,
-                "augment": augment, "early_stopping_patience": int(patience), "weights": weights,
-                "positive_class": positive_class, "target_sensitivity": float(target_sensitivity)}
-if new_settings != settings:
-    state.update_project(project, settings=new_settings)
+                               help=t("help.target_sensitivity"), disabled=positive_class is None,
+                               **state.bind("model_target_sensitivity", "settings/target_sensitivity"))
+# Each setting is saved by its widget's on_change (state.bind): only the field the person
+# changed, and only when this tab is up to date, so a stale tab cannot undo another's change.
 
 with st.expander(t("model.glossary_title"), icon=":material/menu_book:"):
     for term in ("backbone", "freeze", "epoch", "learning_rate", "batch_size", "image_size", "augmentation",

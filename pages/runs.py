@@ -41,6 +41,17 @@ def _with_ci(value, band) -> str:
     return f"{text} ({100 * band[0]:.0f}–{100 * band[1]:.0f}%)" if band else text
 
 
+def _status_label(state, text) -> str:
+    if text == "stopped unexpectedly":
+        return t("hardening.status_died")
+    if text == "damaged":
+        return t("hardening.status_damaged")
+    return t(f"status.{state}") if state in ("queued", "running", "done", "failed", "stopped") else str(state)
+
+
+for damaged in table[table["damaged"].notna()].itertuples():
+    st.warning(t("hardening.damaged_run", run=damaged.run_id, problem=damaged.damaged), icon=":material/error:")
+
 METRICS = {"eval_acc": ("accuracy", "runs.metric_eval_acc"), "eval_f1": ("macro_f1", "runs.metric_eval_f1"),
            "val_acc": (None, "runs.metric_val_acc"), "val_f1": (None, "runs.metric_val_f1")}
 best_metric = st.selectbox(t("runs.best_by"), list(METRICS), format_func=lambda k: t(METRICS[k][1]),
@@ -55,8 +66,7 @@ view = pd.DataFrame({
                          for c in table["created"]],
     t("runs.col_backbone"): table["backbone"],
     t("runs.col_strategy"): [t(f"strategy.{s}") if isinstance(s, str) else "–" for s in table["strategy"]],
-    t("runs.col_status"): [t(f"status.{s}") if s in ("queued", "running", "done", "failed", "stopped") else str(s)
-                           for s in table["status"]],
+    t("runs.col_status"): [_status_label(s, text) for s, text in zip(table["status"], table["status_text"])],
     t("runs.metric_eval_acc"): [_with_ci(v, _ci(r, "accuracy")) for v, r in zip(table["eval_acc"], table["run_dir"])],
     t("runs.metric_eval_f1"): [_with_ci(v, _ci(r, "macro_f1")) for v, r in zip(table["eval_f1"], table["run_dir"])],
     t("runs.metric_val_acc"): [_with_ci(v, None) for v in table["val_acc"]],

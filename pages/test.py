@@ -6,10 +6,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import explain_ui, predict_ui
+from ui import data_ops, explain_ui, predict_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.run_pick import pick_run
+from ui.safe_text import md
 
 frame()
 page_header("test.title", "test.purpose")
@@ -19,7 +20,9 @@ run_dir = pick_run(project, key="test_run")
 
 def topk_figure(pairs: list[tuple[str, float]]) -> go.Figure:
     pairs = list(reversed(pairs))
-    fig = go.Figure(go.Bar(x=[p for _, p in pairs], y=[str(n) for n, _ in pairs], orientation="h",
+    from ui.safe_text import plotly as plotly_text
+
+    fig = go.Figure(go.Bar(x=[p for _, p in pairs], y=[plotly_text(n) for n, _ in pairs], orientation="h",
                            text=[f"{100 * p:.1f}%" for _, p in pairs], textposition="auto",
                            marker_color="#2e7d32"))
     fig.update_layout(height=60 + 40 * len(pairs), margin=dict(l=10, r=10, t=10, b=10),
@@ -30,7 +33,7 @@ def topk_figure(pairs: list[tuple[str, float]]) -> go.Figure:
 def show_one(image, name: str, key: str) -> None:
     pred = predict_ui.predict_images(run_dir, [image], top_k=5)[0]
     if pred["error"]:
-        st.error(f"{name}: {pred['error']}")
+        st.error(md(f"{name}: {pred['error']}"))
         return
     left, right = st.columns([1, 2])
     with right:
@@ -44,12 +47,12 @@ def show_one(image, name: str, key: str) -> None:
         if show_cam:
             with guard("gradcam"):
                 shown = explain_ui.overlay_for_image(run_dir, image, None)
-        st.image(shown, caption=name, width="stretch")
+        st.image(shown, caption=md(name), width="stretch")
 
 
 tab_photos, tab_camera, tab_folder = st.tabs([t("test.tab_photos"), t("test.tab_camera"), t("test.tab_folder")])
 with tab_photos:
-    uploads = st.file_uploader(t("test.upload_label"), type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
+    uploads = st.file_uploader(t("test.upload_label"), type=data_ops.PHOTO_TYPES,
                                accept_multiple_files=True, key="test_upload", help=t("test.upload_help"))
     images, names = [], []
     for up in uploads or []:

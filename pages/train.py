@@ -11,6 +11,7 @@ from core.config import recommend_strategy
 from ui import data_ops, model_info, progress, state
 from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_data, require_project, run_label
 from ui.i18n import t
+from ui.safe_text import md
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ blocking = []
 with guard("check"):
     blocking = [f for f in data_ops.findings(project) if f.severity == "error"]
 for finding in blocking:
-    st.error(finding.message, icon=":material/block:")
+    st.error(md(finding.message), icon=":material/block:")
 if blocking:
     st.warning(t("train.blocked"))
     next_step("data", "common.go_data")
@@ -69,15 +70,29 @@ with guard("active job"):
 if other_active is not None and not mine_active:
     st.info(t("train.other_running", run=run_label(other_active)), icon=":material/hourglass_top:")
 
+def _start(force: bool = False) -> None:
+    """Start (or, when this project already trains, join) a run: idempotent per project, so a
+    second tab or a stale one cannot start the same training twice."""
+    with guard("submit"):
+        config = model_info.build_config(project, df)
+        new_run, joined = jobs.submit_once(config, group=project["id"], force=force)
+        state.add_run(project, new_run)
+        if joined:
+            st.session_state["train_joined"] = new_run.name
+        st.rerun()
+
+
+if st.session_state.pop("train_joined", None):
+    st.info(t("hardening.joined_run", run=run_label(project.get("last_run") or "")), icon=":material/link:")
 start_cols = st.columns([1, 3], vertical_alignment="center")
 if start_cols[0].button(t("train.start"), key="train_start", type="primary", disabled=mine_active or bool(blocking),
                         icon=":material/play_arrow:"):
-    with guard("submit"):
-        config = model_info.build_config(project, df)
-        new_run = jobs.submit(config)
-        state.add_run(project, new_run)
-        st.rerun()
+    _start()
 start_cols[1].caption(t("train.start_help"))
+if mine_active and not blocking:
+    if st.button(t("hardening.start_another"), key="train_start_another", help=t("hardening.start_another_help"),
+                 icon=":material/add:"):
+        _start(force=True)
 
 
 # ---- live view ---------------------------------------------------------------------------------------
@@ -112,8 +127,19 @@ def live(run_dir: str, was_active: bool) -> None:
         st.success(t("train.done", time=fmt_seconds(info["elapsed"])), icon=":material/check_circle:")
     elif state_name == "stopped":
         st.warning(t("train.stopped"), icon=":material/stop_circle:")
+    elif status.get("reason") == "died":
+        st.error(t("hardening.died"), icon=":material/heart_broken:")
     else:
         st.error(t("train.failed", message=status.get("message") or ""), icon=":material/error:")
+    if state_name in ("failed", "stopped"):
+        from core.resume import can_resume
+
+        resumable, _why = can_resume(Path(run_dir))
+        if resumable and st.button(t("hardening.resume"), key="train_resume", type="primary",
+                                   icon=":material/resume:", help=t("hardening.resume_help")):
+            with guard("resume"):
+                jobs.resume(run_dir)
+                st.rerun(scope="app")
 
     if state_name in ("queued", "running"):
         if st.button(t("train.stop"), key="train_stop", icon=":material/stop:", help=t("train.stop_help")):

@@ -209,3 +209,26 @@ def test_missed_target_is_said_at_the_top_of_evaluate(project):
     order = [type(node).__name__ for node in at.main]
     content = [i for i, name in enumerate(order) if name in ("Markdown", "Dataframe", "Subheader")]
     assert order.index("Error") < min(content)  # before any figure on the page
+
+
+def test_a_hostile_positive_class_name_stays_plain_text_in_the_section(project):
+    from ui.operating_point_ui import slider_key
+    from ui.safe_text import md
+
+    hostile = "![g](http://127.0.0.2:9/x.png) **sick** :red[x]"
+    run = Path(project["last_run"])
+    for name in ("meta.json", "evaluation.json"):  # rename the positive class in the run's records
+        text = (run / name).read_text().replace('"green"', json.dumps(hostile))
+        (run / name).write_text(text)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["project"] = project["id"]
+    at.run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception
+    assert EN["oppoint.title"] in [s.value for s in at.subheader]
+    texts = [str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success")
+             for e in getattr(at, kind)]
+    texts += [at.select_slider(key=slider_key(run)).label]
+    joined = "\n".join(texts)
+    assert hostile not in joined and "](http" not in joined and "**sick**" not in joined
+    assert md(hostile) in joined  # the name is shown, escaped

@@ -11,6 +11,7 @@ import streamlit as st
 from core.errors import LatihError
 from ui import state
 from ui.i18n import LANGS, t
+from ui.safe_text import md
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def frame() -> None:
 
 def user_error(exc: BaseException) -> None:
     """Show a failure the person can act on: the engine's one-line message, no traceback."""
-    st.error(str(exc) or t("common.error_generic"), icon=":material/error:")
+    st.error(md(str(exc)) if str(exc) else t("common.error_generic"), icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -89,9 +90,17 @@ def require_project() -> dict[str, Any]:
     """The open project, or a pointer to Home and stop."""
     project = state.current_project()
     if project is None:
+        pid = st.session_state.get(state.PROJECT_KEY)
+        problem = state.project_problem(pid) if pid else None
+        if problem:
+            st.error(t("hardening.damaged_project", name=pid, problem=problem), icon=":material/error:")
         st.info(t("common.no_project"), icon=":material/info:")
         next_step("home", "common.go_home")
         st.stop()
+    if state.sync_tab(project):
+        st.warning(t("hardening.stale_reloaded"), icon=":material/sync_problem:")
+    if project.get("restored_from_backup"):
+        st.info(t("hardening.project_restored"), icon=":material/restore:")
     return project
 
 

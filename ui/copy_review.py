@@ -16,7 +16,7 @@ import streamlit as st
 
 from core.data.copies import pair_key
 from ui import state
-from ui.i18n import t
+from ui.i18n import t, t_plain
 from ui.media import thumbnail
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def _side(col, path: str, label: str, split: str, root: str | None) -> None:
         else:
             st.image(thumb, width=280)
         short = path[len(root.rstrip("/")) + 1:] if root and path.startswith(root.rstrip("/") + "/") else Path(path).name
-        st.text(t("copies.class_split", label=label, split=split or t("data.unsplit")))
+        st.text(t_plain("copies.class_split", label=label, split=split or t("data.unsplit")))
         st.text(short)
 
 
@@ -157,7 +157,7 @@ def _pair(project: dict[str, Any], row: dict, root: str | None) -> None:
     kid = hashlib.sha1(key.encode()).hexdigest()[:12]
     with st.container(border=True, key=f"copies_pair_{kid}"):
         kind = t(f"copies.kind_{row['kind']}")
-        st.text(t("copies.pair_line", kind=kind, similarity=f"{float(row['similarity']):.2f}",
+        st.text(t_plain("copies.pair_line", kind=kind, similarity=f"{float(row['similarity']):.2f}",
                   scope=t(f"copies.scope_{row['scope']}")))
         left, right = st.columns(2)
         _side(left, row["file_a"], row["class_a"], row["split_a"], root)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from ui.i18n import t
 
 log = logging.getLogger(__name__)
 
-PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp"]
+PHOTO_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp", "heic", "heif"]
 
 
 def safe_name(name: str) -> str:
@@ -25,12 +26,22 @@ def safe_name(name: str) -> str:
 
 
 def save_upload(uploaded, folder: Path) -> Path:
-    """Write a Streamlit UploadedFile into `folder` (same name and size: kept as is)."""
+    """Write a Streamlit UploadedFile into `folder` (same name and size: kept as is).
+
+    Written to a temp file and renamed, so a full disk leaves no truncated upload behind
+    (DiskFullError says how much room is needed, and where)."""
+    from core.diskspace import partial_file, require_free
+
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / safe_name(uploaded.name)
     data = uploaded.getbuffer()
     if not (target.exists() and target.stat().st_size == len(data)):
-        target.write_bytes(data)
+        require_free(folder, len(data), f"saving {target.name}")
+        tmp = target.with_name(f".{target.name}.upload")
+        with partial_file(tmp, len(data)):
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, target)
     return target
 
 
@@ -47,14 +58,21 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     from core.data.ingest import open_source, scan
 
     bar = st.progress(0.0, text=t("data.progress_open"))
-    root = open_source(source)
-    bar.progress(0.25, text=t("data.progress_scan"))
-    df = scan(root)
+    uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)
+    try:
+        root = open_source(source)
+        bar.progress(0.25, text=t("data.progress_scan"))
+        df = scan(root)
+    except BaseException:
+        if uploaded:
+            Path(source).unlink(missing_ok=True)  # a rejected upload is not kept
+            log.info("removed the rejected upload %s", source)
+        raise
     bar.progress(0.9, text=t("data.progress_save"))
     project.update(data_path=str(root), source={"kind": kind, "path": str(source)}, excluded=[], copy_decisions={})
     state.save_files_table(project, df)  # also saves the project
     bar.progress(1.0, text=t("data.progress_done", n=len(df)))
-    if kind == "zip" and Path(source).parent == uploads_dir(project):
+    if uploaded:
         Path(source).unlink(missing_ok=True)  # extracted into the workspace; the copy is not needed
     return True
 

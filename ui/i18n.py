@@ -59,6 +59,21 @@ def get_lang() -> str:
 
 
 def t(key: str, lang: str | None = None, **fmt: Any) -> str:
+    """The text of `key`; every interpolated string is escaped (ui.safe_text.md), because the
+    result is shown as Markdown and the values are often names from the user's files."""
+    from ui.safe_text import md
+
+    return _text(key, lang, {k: md(v) if isinstance(v, str) else v for k, v in fmt.items()})
+
+
+def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
+    """Like t, for places that show plain text (select options, table headers, chart labels)."""
+    from ui.safe_text import plain
+
+    return _text(key, lang, {k: plain(v) if isinstance(v, str) else v for k, v in fmt.items()})
+
+
+def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
     lang = normalise(lang) if lang else get_lang()
     text = catalogue(lang).get(key)
     if text is None:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.errors import LatihError
 from ui.i18n import t
+from ui.safe_text import md
 
 log = logging.getLogger(__name__)
 THUMB = 192
@@ -39,7 +40,7 @@ def photo_grid(paths: Sequence[str], captions: Sequence[str] | None = None, colu
             thumb = thumbnail(path)
             caption = captions[i] if captions is not None else path.rsplit("/", 1)[-1]
             if thumb is None:
-                st.caption(f":material/broken_image: {caption}")
+                st.caption(f":material/broken_image: {md(caption)}")
                 st.caption(t("common.unreadable"))
             else:
-                st.image(thumb, caption=caption, width="stretch")
+                st.image(thumb, caption=md(caption), width="stretch")

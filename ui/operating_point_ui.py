@@ -5,12 +5,12 @@
 changes something on the validation photos, the live sensitivity / specificity / PPV / NPV with
 95% intervals and counts on the test and validation photos, the point on the ROC curve, and
 Save (core.operating_point.set_threshold), after which Test, `latih predict` and export use it.
-Every user-controlled name (the positive class) is shown as plain text, never as Markdown.
+The positive class (a folder name) reaches Markdown only through `t`, which escapes it (ui.safe_text);
+plain-text places (slider options, table headers, chart labels) use `t_plain`.
 """
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +21,12 @@ import streamlit as st
 from core import figures
 from core import operating_point as op
 from ui.components import guard
-from ui.i18n import t
+from ui.i18n import t, t_plain
+from ui.safe_text import plotly as plotly_text
 
 log = logging.getLogger(__name__)
 
 FLASH_KEY = "oppoint_saved"
-
-
-def _plain(text: str) -> str:
-    """User text made safe inside Markdown (class names come from folder names)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
 
 
 def _pct(value) -> str:
@@ -85,7 +81,7 @@ def _option_labels(options: list[float], scores: op.ScreeningScores) -> dict[flo
         if len(set(values)) == len(values):
             break
     caught = [(len(pos) - np.searchsorted(pos, x, side="left")) / n_pos for x in options]
-    return {x: t("oppoint.option", threshold=v, sens=f"{100 * c:.0f}") for x, v, c in zip(options, values, caught)}
+    return {x: t_plain("oppoint.option", threshold=v, sens=f"{100 * c:.0f}") for x, v, c in zip(options, values, caught)}
 
 
 def _table(fig: dict) -> pd.DataFrame:
@@ -95,27 +91,28 @@ def _table(fig: dict) -> pd.DataFrame:
         row = {t("oppoint.col_rate"): t(f"oppoint.rate_{rate}")}
         for split in order:
             f = fig["splits"][split]
-            row[t("oppoint.col_value", split=_split_name(split))] = _pct(f[rate])
-            row[t("oppoint.col_interval", split=_split_name(split))] = _band(f["ci"].get(rate))
+            row[t_plain("oppoint.col_value", split=_split_name(split))] = _pct(f[rate])
+            row[t_plain("oppoint.col_interval", split=_split_name(split))] = _band(f["ci"].get(rate))
         row[t("oppoint.col_meaning")] = t(f"oppoint.rate_{rate}.help")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _roc(ev: dict, fig: dict, saved: float | None) -> go.Figure:
-    chart = figures.roc_figure(ev)
+    # class names become trace names: escaped for plotly, which reads <a href> in its labels
+    chart = figures.roc_figure({**ev, "roc": {plotly_text(k): v for k, v in (ev.get("roc") or {}).items()}})
     for trace in chart.data:
         if trace.name == "chance":
             trace.name = t("oppoint.chance")
         elif str(trace.name).startswith("operating point"):
-            trace.name = t("oppoint.point_saved", threshold=f"{saved:.3f}" if saved is not None else "–")
+            trace.name = t_plain("oppoint.point_saved", threshold=f"{saved:.3f}" if saved is not None else "–")
     live = fig["splits"][fig["measured_on"]]
     if live["sensitivity"] is not None and live["specificity"] is not None:
         chart.add_trace(go.Scatter(x=[1 - live["specificity"]], y=[live["sensitivity"]], mode="markers",
-                                   name=t("oppoint.point_live", threshold=f"{fig['threshold']:.3f}"),
+                                   name=t_plain("oppoint.point_live", threshold=f"{fig['threshold']:.3f}"),
                                    marker={"size": 14, "symbol": "circle-open", "color": "#2e7d32",
                                            "line": {"width": 3}}))
-    chart.update_layout(title=t("oppoint.roc_title", split=_split_name(fig["measured_on"])),
+    chart.update_layout(title=t_plain("oppoint.roc_title", split=_split_name(fig["measured_on"])),
                         xaxis_title=t("eval.axis_fpr"), yaxis_title=t("eval.axis_tpr"))
     return chart
 
@@ -125,7 +122,7 @@ def _counts(fig: dict, positive: str) -> None:
         f = fig["splits"].get(split)
         if f:
             st.caption(t("oppoint.counts", split=_split_name(split), n=f["n"], n_pos=f["n_positive"],
-                         positive=_plain(positive), tp=f["tp"], fn=f["fn"], fp=f["fp"], n_neg=f["n"] - f["n_positive"]))
+                         positive=positive, tp=f["tp"], fn=f["fn"], fp=f["fp"], n_neg=f["n"] - f["n_positive"]))
 
 
 def _history(scores: op.ScreeningScores) -> None:
@@ -161,12 +158,12 @@ def render(run_dir: str, ev: dict) -> None:
     st.subheader(t("oppoint.title"))
     if FLASH_KEY in st.session_state:
         st.success(st.session_state.pop(FLASH_KEY), icon=":material/check_circle:")
-    st.caption(t("oppoint.help", positive=_plain(scores.positive_class),
+    st.caption(t("oppoint.help", positive=scores.positive_class,
                  target=f"{100 * scores.target_sensitivity:.0f}"))
     options = op.candidate_thresholds(scores)
     labels = _option_labels(options, scores)
     saved = scores.threshold
-    chosen = st.select_slider(t("oppoint.slider", positive=_plain(scores.positive_class)), options=options,
+    chosen = st.select_slider(t("oppoint.slider", positive=scores.positive_class), options=options,
                               value=saved if saved in labels else options[0], format_func=labels.get,
                               key=slider_key(run_dir), help=t("oppoint.slider_help"))
     fig = _figures(str(run_dir), stamp, float(chosen))

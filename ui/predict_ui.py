@@ -1,14 +1,13 @@
 """Predictions for the Test page: a cached Predictor per run and plain dicts to display."""
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core.errors import DataError
 
@@ -31,15 +30,10 @@ def predictor(run_dir: str):
 
 def open_upload(uploaded) -> Image.Image:
     """An uploaded photo as upright RGB; DataError in plain words when it is not a photo."""
-    from core.data.ingest import to_rgb
+    from core.data.ingest import decode_bytes
 
-    try:
-        image = Image.open(io.BytesIO(uploaded.getvalue()))
-        image.load()
-    except Exception as exc:  # PIL raises many types for bad bytes
-        raise DataError(f"{uploaded.name} cannot be read as a photo ({exc.__class__.__name__}): "
-                        "use a JPEG or PNG file") from None
-    return to_rgb(ImageOps.exif_transpose(image))
+    # The engine's decoder: same formats (HEIC, GIF's first frame), same size limit, same messages.
+    return decode_bytes(uploaded.getvalue(), uploaded.name)
 
 
 def as_dict(prediction: Any) -> dict[str, Any]:

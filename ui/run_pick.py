@@ -28,8 +28,21 @@ def pick_run(project: dict[str, Any], key: str) -> str:
         st.stop()
     last = project.get("last_run")
     index = runs.index(last) if last in runs else 0
-    return st.selectbox(t("common.pick_run"), runs, index=index, key=key, format_func=run_title,
-                        help=t("common.pick_run_help"))
+    chosen = st.selectbox(t("common.pick_run"), runs, index=index, key=key, format_func=run_title,
+                          help=t("common.pick_run_help"))
+    warn_if_unfinished(chosen)
+    return chosen
+
+
+def warn_if_unfinished(run_dir: str) -> None:
+    """A failed or stopped run's model is its best epoch before it stopped: say so."""
+    from core.runs import check_alive, status_text
+
+    status = check_alive(run_dir)
+    if status.get("state") != "done":
+        text = status_text(status)
+        label = t("hardening.status_died") if text == "stopped unexpectedly" else t(f"status.{status.get('state')}")
+        st.warning(t("hardening.unfinished_model", state=label), icon=":material/warning:")
 
 
 def run_title(run_dir: str) -> str:

@@ -8,9 +8,7 @@ Session state only holds the project id and the language of this browser tab.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 import uuid
@@ -20,6 +18,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.errors import LatihError
+from core.jsonfile import read_json_checked, update_json, write_json_atomic
 from core.workspace import subdir
 from ui import i18n
 
@@ -86,22 +86,75 @@ def new_project(name: str, data_path: str | None = None, source_kind: str | None
     return project
 
 
-def load_project(pid: str | None) -> dict[str, Any] | None:
+class StaleProject(LatihError):
+    """The project changed on disk (another tab or window) since this tab last read it."""
+
+
+class Project(dict):
+    """A project as read from disk; remembers what it was (`base`) so that update_project can
+    write only the top-level keys the caller changed, never stale copies of the others."""
+
+    base: dict[str, Any] | None = None
+
+
+def _as_project(data: dict[str, Any]) -> Project:
+    import copy
+
+    project = Project(data)
+    project.base = copy.deepcopy(data)
+    return project
+
+
+SEEN_KEY = "_latih_project_seen"  # session: project id -> the version this tab last showed
+BOUND_KEY = "_latih_bound_widgets"  # session: widget keys that show project fields
+STALE_FLAG = "_latih_project_stale"
+
+
+def _project_path(pid: str | None) -> Path | None:
     if not pid:
         return None
     try:
-        path = project_dir(pid) / PROJECT_FILE
+        return project_dir(pid) / PROJECT_FILE
     except ValueError:
         log.warning("ignoring bad project id %r", pid)
         return None
-    if not path.exists():
+
+
+def _backup_path(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def project_problem(pid: str) -> str | None:
+    """Why a project's file cannot be used (None when it can, possibly from its .bak copy)."""
+    path = _project_path(pid)
+    if path is None or not path.exists():
         return None
-    try:
-        project = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        log.error("cannot read %s: %s", path, exc)
+    data, problem = read_json_checked(path)
+    if not problem and isinstance(data, dict):
         return None
+    backup, backup_problem = read_json_checked(_backup_path(path))
+    if isinstance(backup, dict) and not backup_problem:
+        return None
+    return f"project.json {problem or 'is not a JSON object'}"
+
+
+def load_project(pid: str | None) -> dict[str, Any] | None:
+    """The project, read fresh; a damaged project.json is restored from its last good copy."""
+    path = _project_path(pid)
+    if path is None or not path.exists():
+        return None
+    project, problem = read_json_checked(path)
+    if problem or not isinstance(project, dict):
+        backup, backup_problem = read_json_checked(_backup_path(path))
+        if not isinstance(backup, dict) or backup_problem:
+            log.error("project %s is damaged (%s) and has no good backup", pid, problem)
+            return None
+        log.warning("project.json of %s is damaged (%s); restoring its last good copy", pid, problem)
+        backup["restored_from_backup"] = time.time()
+        write_json_atomic(path, backup)
+        project = backup
     # fill keys added in later versions
+    project.setdefault("version", 0)
     project.setdefault("excluded", [])
     project.setdefault("runs", [])
     project.setdefault("split", {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 0})
@@ -109,30 +162,129 @@ def load_project(pid: str | None) -> dict[str, Any] | None:
     project.setdefault("settings", {})
     for key, value in DEFAULT_SETTINGS.items():
         project["settings"].setdefault(key, value)
-    return project
+    return _as_project(project)
+
+
+def _write(project_id: str, change) -> dict[str, Any]:
+    """Locked read-modify-write of project.json: keeps the previous good copy as .bak,
+    bumps "version", and tells this tab that it has seen the version it wrote."""
+    folder = project_dir(project_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PROJECT_FILE
+    before: dict[str, Any] = {}
+
+    def apply(disk: dict) -> dict:
+        before["version"] = int(disk.get("version") or 0)
+        new = change(dict(disk))
+        new["version"] = before["version"] + 1
+        new["updated"] = time.time()
+        return new
+
+    saved = update_json(path, apply)
+    write_json_atomic(_backup_path(path), saved)  # the last good copy, restored if project.json is damaged
+    _saw(project_id, saved["version"], previous=before["version"])
+    return saved
+
+
+def _session():
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        return st.session_state if get_script_run_ctx(suppress_warning=True) is not None else None
+    except Exception as exc:  # no Streamlit session (engine, tests)
+        log.debug("no session: %s", exc)
+        return None
+
+
+def _saw(pid: str, version: int, previous: int | None = None) -> None:
+    ss = _session()
+    if ss is None:
+        return
+    seen = ss.setdefault(SEEN_KEY, {})
+    # Only a tab that was up to date moves on with its own write; a stale one stays stale.
+    if previous is None or seen.get(pid) in (None, previous):
+        seen[pid] = version
 
 
 def save_project(project: dict[str, Any]) -> None:
-    project["updated"] = time.time()
-    folder = project_dir(project["id"])
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (PROJECT_FILE + ".tmp")
-    tmp.write_text(json.dumps(project, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, folder / PROJECT_FILE)
+    """Write the whole project (atomically, locked, with a .bak copy); `project` gets the new version."""
+    saved = _write(project["id"], lambda disk: {k: v for k, v in project.items() if k != "restored_from_backup"})
+    project.update(version=saved["version"], updated=saved["updated"])
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
 
 
 def update_project(project: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Apply `changes` (and any other top-level key the caller changed in `project` since it was
+    loaded) onto the project as it is on disk now; keys changed elsewhere meanwhile are kept."""
     project.update(changes)
-    save_project(project)
+    base = getattr(project, "base", None)
+    if base is None:
+        save_project(project)
+        return project
+    changed = {k for k in project if k != "restored_from_backup" and project[k] != base.get(k)} | set(changes)
+    removed = set(base) - set(project)
+
+    def apply(disk: dict) -> dict:
+        for key in changed:
+            disk[key] = project[key]
+        for key in removed:
+            disk.pop(key, None)
+        return disk
+
+    saved = _write(project["id"], apply)
+    project.clear()
+    project.update(saved)
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
     return project
 
 
+def change_fields(project: dict[str, Any], changes: dict[str, Any], expected_version: int | None = None) -> dict:
+    """Write only `changes` ({"settings/epochs": 7, "split/val_fraction": 0.25, ...}) onto the
+    project as it is on disk. With `expected_version`, refuse (StaleProject) when the file
+    changed since that version: the tab showing it is out of date."""
+    def apply(disk: dict) -> dict:
+        if expected_version is not None and int(disk.get("version") or 0) != int(expected_version):
+            raise StaleProject("this project was changed in another tab or window; the page was reloaded")
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split("/")
+            node = disk
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return disk
+
+    saved = _write(project["id"], apply)
+    project.clear()
+    project.update(saved)
+    if isinstance(project, Project):
+        import copy
+
+        project.base = copy.deepcopy(saved)
+    return project
+
+
+# ---- widgets bound to one project field: ui/tab_sync.py (re-exported for the pages) ----------
+from ui.tab_sync import bind, sync_tab  # noqa: E402  (tab_sync imports this module's file functions)
+
+
 def list_projects() -> list[dict[str, Any]]:
+    """Every project, newest first; a damaged one that cannot be restored is listed with
+    `damaged` set (and no other keys it could not read), never hiding the others."""
     projects = []
     for path in sorted(projects_root().glob(f"*/{PROJECT_FILE}")):
-        project = load_project(path.parent.name)
+        pid = path.parent.name
+        project = load_project(pid)
         if project:
             projects.append(project)
+        elif project_problem(pid):
+            projects.append({"id": pid, "name": pid, "damaged": project_problem(pid), "updated": path.stat().st_mtime,
+                             "runs": []})
     projects.sort(key=lambda p: p.get("updated", 0), reverse=True)
     return projects
 
@@ -144,7 +296,13 @@ def files_table_path(project: dict[str, Any]) -> Path:
 
 def save_files_table(project: dict[str, Any], df: pd.DataFrame) -> None:
     """Cache the scan table; its attrs (dataset root, empty class folders) go into project.json."""
-    df.to_csv(files_table_path(project), index=False)
+    from core.diskspace import partial_file
+
+    path = files_table_path(project)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with partial_file(tmp):
+        df.to_csv(tmp, index=False)
+    tmp.replace(path)
     attrs = {k: v for k, v in df.attrs.items() if isinstance(v, (str, int, float, list, type(None)))}
     update_project(project, scan_attrs=attrs)
 

@@ -35,10 +35,21 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from core.diskspace import raise_if_disk_full, require_free
 from core.errors import DataError
 from core.workspace import is_workspace, subdir
 
 logger = logging.getLogger(__name__)
+
+try:  # HEIC/HEIF (what phones take) through pillow-heif's PIL plugin
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # declared in pyproject; without it HEIC photos get a plain message
+    HEIF_SUPPORTED = False
+    logger.warning("pillow-heif is not installed: HEIC/HEIF photos cannot be read")
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
 
 # Above this many pixels a photo is refused: decoding it could exhaust memory (PIL's own
 # default). Tests lower it with monkeypatch.
@@ -48,6 +59,11 @@ MAX_ZIP_MEMBERS = 20_000
 MAX_ZIP_UNCOMPRESSED = 4 * 1024**3
 ZIP_BOMB_RATIO = 200
 ZIP_BOMB_MIN_SIZE = 10 * 1024**2
+# The whole archive: photos barely compress (ratio ~1), so a zip that unpacks to over
+# ZIP_TOTAL_MIN_SIZE at more than ZIP_TOTAL_RATIO times its compressed size is a bomb, even
+# when each member stays under ZIP_BOMB_MIN_SIZE.
+ZIP_TOTAL_RATIO = 50
+ZIP_TOTAL_MIN_SIZE = 64 * 1024**2
 
 SCAN_WORKERS = 4  # PIL releases the GIL while decoding, so threads help on 2 cores too
 SCAN_VERSION = 1  # bump when what scan() computes changes, to ignore old cache rows
@@ -101,6 +117,9 @@ def _decode(data: bytes, draft_size: int | None = None) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(_too_large_message(_pixels_in_message(str(exc)))) from None
     except UnidentifiedImageError:
+        if not HEIF_SUPPORTED and data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftypheif"):
+            raise DataError("HEIC/HEIF photo (iPhone format) and pillow-heif is not installed: run "
+                            "`pip install pillow-heif`, or convert the photo to JPEG") from None
         raise DataError(f"{NOT_IMAGE}: the file's content is not a photo format Latih can read") from None
     except OSError as exc:
         if "truncated" in str(exc).lower():
@@ -143,6 +162,14 @@ def _decode_rgb(data: bytes, draft_size: int | None = None) -> tuple[Image.Image
         return to_rgb(ImageOps.exif_transpose(img)), mode
     except (OSError, ValueError, SyntaxError) as exc:  # odd modes (LAB, HSV) or broken EXIF
         raise DataError(f"photo cannot be converted to colour ({mode}: {exc}): save it as JPEG or PNG") from None
+
+
+def decode_bytes(data: bytes, name: str = "photo", draft_size: int | None = None) -> Image.Image:
+    """Photo bytes (an upload) as upright RGB through the same decoder as scanning; DataError if unusable."""
+    try:
+        return _decode_rgb(data, draft_size)[0]
+    except DataError as exc:
+        raise DataError(f"{name}: {exc}") from None
 
 
 def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Image.Image:
@@ -214,6 +241,7 @@ def _extract_zip(archive: Path, workspace) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = _safe_members(zf, archive.name)
+            require_free(destination.parent, sum(i.file_size for i in members), f"unpacking {archive.name}")
             temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination.parent))
             try:
                 for info in members:
@@ -223,6 +251,10 @@ def _extract_zip(archive: Path, workspace) -> Path:
                 shutil.rmtree(temp, ignore_errors=True)  # already renamed away on success
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive.name} is not a valid zip archive ({exc}): re-create it or choose the folder instead") from None
+    except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
+        if "password" in str(exc).lower() or "encrypted" in str(exc).lower():
+            raise DataError(_password_message(archive.name)) from None
+        raise
     return destination
 
 
@@ -250,9 +282,21 @@ def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInf
     total = sum(info.file_size for info in infos)
     if total > MAX_ZIP_UNCOMPRESSED:
         raise DataError(f"{archive_name} would unpack to {total / 1024**3:.1f} GiB, more than the {MAX_ZIP_UNCOMPRESSED / 1024**3:.0f} GiB allowed: use a smaller archive or a folder")
+    packed = sum(info.compress_size for info in infos)
+    if total > ZIP_TOTAL_MIN_SIZE and total > ZIP_TOTAL_RATIO * max(packed, 1):
+        raise DataError(f"{archive_name} looks like a zip bomb: its {packed / 1024**2:.1f} MB would unpack to "
+                        f"{total / 1024**2:.0f} MB ({total / max(packed, 1):.0f} times larger; photos barely "
+                        "compress); re-create the archive from real photos")
+    if any(info.flag_bits & 0x1 for info in infos):
+        raise DataError(_password_message(archive_name))
     for info in infos:
         _check_member(info, archive_name)
     return [info for info in infos if not _is_ignored_path(info.filename)]
+
+
+def _password_message(archive_name: str) -> str:
+    return (f"{archive_name} is password-protected: Latih cannot open it; unzip it yourself with the password "
+            "and choose the folder, or make the zip again without a password")
 
 
 def _check_member(info: zipfile.ZipInfo, archive_name: str) -> None:
@@ -275,8 +319,12 @@ def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> N
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     # zipfile stops at the declared size and checks the CRC, so a lying header cannot overflow.
-    with zf.open(info) as src, open(target, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+    try:
+        with zf.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as exc:  # the caller removes the whole temp folder
+        raise_if_disk_full(exc, root.parent, info.file_size)
+        raise
 
 
 # ---------------------------------------------------------------- folder layout

@@ -1,0 +1,85 @@
+"""Full disks, said plainly: how much room is needed, and where.
+
+Every writer of large or important files (JSON, checkpoints, uploads, extracted zips,
+exports) turns ENOSPC / EDQUOT into `DiskFullError` through `raise_if_disk_full`, and
+checks room before big writes with `require_free`.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from core.errors import LatihError
+
+log = logging.getLogger(__name__)
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+MARGIN = 16 * 1024**2  # keep this much free after a big write
+
+
+class DiskFullError(LatihError):
+    """There is not enough free disk space for what Latih must write."""
+
+
+def human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def full_message(folder: str | os.PathLike, needed: int | None) -> str:
+    try:
+        free = human(free_bytes(folder))
+    except OSError:
+        free = "unknown"
+    need = f"about {human(needed + MARGIN)}" if needed else "more room"
+    return (f"the disk is full: Latih needs {need} free in {folder} (free now: {free}); "
+            "delete old runs or other files there, or choose a workspace on a bigger disk")
+
+
+def raise_if_disk_full(exc: OSError, folder: str | os.PathLike, needed: int | None = None) -> None:
+    """Re-raise a full-disk OSError as DiskFullError; return for any other error."""
+    if getattr(exc, "errno", None) in FULL_ERRNOS:
+        log.error("disk full writing in %s: %s", folder, exc)
+        raise DiskFullError(full_message(folder, needed)) from exc
+
+
+def require_free(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """DiskFullError before starting `what` when `folder` has less than needed + a margin free."""
+    free = free_bytes(folder)
+    if free < needed + MARGIN:
+        raise DiskFullError(f"not enough disk space for {what}: it needs about {human(needed + MARGIN)} in "
+                            f"{folder}, and {human(free)} is free; delete old runs or other files there, "
+                            "or choose a workspace on a bigger disk")
+
+
+@contextlib.contextmanager
+def partial_file(path: str | os.PathLike, needed: int | None = None):
+    """`with partial_file(p): write p` removes p again if the write fails (full disk -> DiskFullError)."""
+    path = Path(path)
+    try:
+        yield path
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            log.info("removed the partial file %s", path)
+        if isinstance(exc, OSError):
+            raise_if_disk_full(exc, path.parent, needed)
+        raise
+
+
+__all__ = ["DiskFullError", "raise_if_disk_full", "require_free", "partial_file", "free_bytes", "human",
+           "full_message"]

@@ -1,0 +1,148 @@
+"""The one way Latih writes and reads the JSON files it owns (project.json, status.json,
+meta.json, config.json, queue tickets, ...).
+
+Writes are atomic and locked: the text goes to a temp file with a unique name in the same
+folder, is flushed to disk, then `os.replace`d over the target, all while holding a
+`filelock` lock on `<file>.lock`, so two writers (two browser tabs, the worker and a page)
+never interleave and a reader never sees half a file. `update_json` is a locked
+read-modify-write. A full disk becomes a plain `DiskFullError` and leaves no temp file.
+
+Readers survive damage: `read_json` returns None (and logs) for a missing, truncated,
+non-UTF-8 or non-object file; `read_json_checked` also says why, so a page can show the
+file as damaged instead of hiding it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock, Timeout
+
+from core.diskspace import raise_if_disk_full
+from core.errors import LatihError
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_S = 30.0
+
+
+class DamagedFile(LatihError):
+    """A JSON file Latih owns cannot be read (not UTF-8, not JSON, not an object)."""
+
+
+def lock_for(path: str | os.PathLike) -> FileLock:
+    """The lock guarding `path` (a sibling `<name>.lock` file; re-entrant within a thread)."""
+    path = Path(path)
+    return FileLock(str(path.with_name(path.name + ".lock")), timeout=LOCK_TIMEOUT_S)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def _write_unlocked(path: Path, data: Any) -> None:
+    text = _dumps(data).encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files were always world-readable like any other
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # never leave a partial temp file behind (full disk, Ctrl-C)
+        if isinstance(exc, OSError):
+            raise_if_disk_full(exc, path.parent, len(text))
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Replace `path` with `data` as JSON, atomically and under the file's lock."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        _write_unlocked(path, data)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    try:
+        with lock_for(path):
+            yield
+    except Timeout:
+        raise LatihError(f"{path.name} is locked by another Latih process for over {LOCK_TIMEOUT_S:.0f} s; "
+                         "wait a moment and try again") from None
+
+
+def read_json_checked(path: str | os.PathLike) -> tuple[Any | None, str | None]:
+    """(data, None), (None, None) when missing, or (None, why) when the file is damaged."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror or exc})"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "is not text (it holds bytes that are not UTF-8)"
+    if not text.strip():
+        return None, "is empty"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as exc:
+        return None, f"is not valid JSON (line {exc.lineno}: {exc.msg})"
+
+
+def read_json(path: str | os.PathLike, default: Any = None, *, want: type | None = dict) -> Any:
+    """The JSON in `path`, or `default` when it is missing or damaged (logged as a warning)."""
+    data, problem = read_json_checked(path)
+    if problem:
+        log.warning("%s %s", path, problem)
+        return default
+    if data is None:
+        return default
+    if want is not None and not isinstance(data, want):
+        log.warning("%s holds a %s, not a %s", path, type(data).__name__, want.__name__)
+        return default
+    return data
+
+
+def update_json(path: str | os.PathLike, change: Callable[[dict], dict | None], *,
+                default: dict | None = None) -> dict:
+    """Locked read-modify-write: `change(data)` edits (or returns) the dict; the result is
+    written atomically and returned. A damaged file starts from `default` (logged)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        data = read_json(path, None)
+        data = dict(default or {}) if data is None else data
+        result = change(data)
+        data = data if result is None else result
+        _write_unlocked(path, data)
+    return data
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one JSON line (flushed), turning a full disk into a plain DiskFullError."""
+    path = Path(path)
+    line = json.dumps(record, default=float) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+    except OSError as exc:
+        raise_if_disk_full(exc, path.parent, len(line))
+        raise
+
+
+__all__ = ["write_json_atomic", "read_json", "read_json_checked", "update_json", "append_jsonl", "lock_for",
+           "DamagedFile", "LOCK_TIMEOUT_S"]

@@ -1,0 +1,191 @@
+"""Continue a run that did not finish, from the state saved at the end of its last epoch.
+
+At each epoch's end the trainer saves `<run>/last.safetensors` (the model now, not the best
+one) and `<run>/resume.pt`: the optimizer, scheduler, stage and epoch, the early-stopping
+and best-checkpoint bookkeeping, the history, and every random state (torch, numpy,
+python, the data-order generator and the augmentation's own generators). `resume.pt`
+holds only tensors and plain Python values and is read with `torch.load(weights_only=True)`
+(no arbitrary pickles). Resuming replays nothing: metrics.jsonl is cut back to the saved
+epoch, so it has every epoch exactly once, and the run ends as an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.diskspace import partial_file
+from core.errors import RunError
+from core.run_status import read_status
+
+log = logging.getLogger(__name__)
+
+RESUME_FILE, LAST_MODEL_FILE, METRICS_FILE = "resume.pt", "last.safetensors", "metrics.jsonl"
+VERSION = 1
+
+
+# ---- random states -------------------------------------------------------------------------------
+def _generators(transform) -> list:
+    """Every object in an albumentations tree that has its own random generators."""
+    found, todo, seen = [], [transform], set()
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if hasattr(item, "random_generator") and hasattr(item, "py_random"):
+            found.append(item)
+        todo.extend(getattr(item, "transforms", None) or [])
+    return found
+
+
+def _np_state() -> dict:
+    state = np.random.get_state(legacy=False)
+    state = dict(state)
+    state["state"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state["state"].items()}
+    return state
+
+
+def _set_np_state(state: dict) -> None:
+    inner = {k: (np.array(v, dtype=np.uint32) if isinstance(v, list) else v) for k, v in state["state"].items()}
+    np.random.set_state({**state, "state": inner})
+
+
+def random_states(generator: torch.Generator, transform) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": random.getstate(),
+            "generator": generator.get_state(),
+            "augment": [(g.random_generator.bit_generator.state, g.py_random.getstate()) for g in _generators(transform)]}
+
+
+def set_random_states(states: dict, generator: torch.Generator, transform) -> None:
+    torch.set_rng_state(states["torch"])
+    _set_np_state(states["numpy"])
+    random.setstate(_tuples(states["python"]))
+    generator.set_state(states["generator"])
+    for g, (np_state, py_state) in zip(_generators(transform), states["augment"]):
+        g.random_generator.bit_generator.state = np_state
+        g.py_random.setstate(_tuples(py_state))
+
+
+def _tuples(value):
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+# ---- files -----------------------------------------------------------------------------------------
+def save_state(run_dir: Path, model: torch.nn.Module, state: dict) -> None:
+    """Write last.safetensors then resume.pt (each atomically: temp file + os.replace)."""
+    from core.callbacks import save_weights
+
+    save_weights(model, run_dir / LAST_MODEL_FILE)
+    target = run_dir / RESUME_FILE
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with partial_file(tmp):
+        torch.save({"version": VERSION, **state}, tmp)
+    os.replace(tmp, target)
+
+
+def load_state(run_dir: Path) -> dict:
+    path = Path(run_dir) / RESUME_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"run {Path(run_dir).name} has no saved state to resume from (no epoch finished); "
+                       "start it again") from None
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise RunError(f"the saved state of run {Path(run_dir).name} is damaged ({type(exc).__name__}); "
+                       "start the run again") from None
+    if state.get("version") != VERSION:
+        raise RunError(f"run {Path(run_dir).name} was saved by another Latih version; start it again")
+    return state
+
+
+def can_resume(run_dir: Path) -> tuple[bool, str]:
+    """(True, "") when the run stopped before its end and has a saved epoch; else (False, why)."""
+    status = read_status(run_dir)
+    name = Path(run_dir).name
+    if status.get("state") in ("queued", "running"):
+        return False, f"run {name} is {status['state']}; it cannot be resumed until it stops"
+    if status.get("state") == "done":
+        return False, f"run {name} already finished; start a new run to train more"
+    if not (Path(run_dir) / RESUME_FILE).exists() or not (Path(run_dir) / LAST_MODEL_FILE).exists():
+        return False, f"run {name} stopped before its first epoch ended, so there is nothing to resume; start it again"
+    return True, ""
+
+
+def cut_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Drop metrics.jsonl lines of epochs after `last_epoch` (the interrupted epoch), atomically."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the half-written line of the killed process
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] > last_epoch:
+            continue
+        kept.append(line)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with partial_file(tmp):
+        tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("metrics.jsonl cut back to epoch %d for the resume", last_epoch)
+
+
+def forget_state(run_dir: Path) -> None:
+    for name in (RESUME_FILE, LAST_MODEL_FILE):
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def model_state(run_dir: Path) -> dict[str, Any]:
+    from core.runs import load_weights
+
+    return load_weights(Path(run_dir) / LAST_MODEL_FILE, Path(run_dir).name)
+
+
+# ---- the trainer's side ------------------------------------------------------------------------------
+class ResumableStages:
+    """Mixed into core.train.Trainer: saves the state at each epoch's end, and restores it when
+    a stage is entered again (`self.resume_state`, `self._stage_*`, `self.generator`, ...)."""
+
+    def _early_stoppers(self) -> list:
+        from core.callbacks import EarlyStopping
+
+        return [c for c in self.hooks.callbacks if isinstance(c, EarlyStopping)]
+
+    def _save_resume_state(self) -> None:
+        ctx = self.ctx
+        state = {"epoch": ctx.epoch, "stage_index": self._stage_index, "stage_epochs_done": self._stage_done,
+                 "stage_finished": bool(ctx.should_stop or self._stage_done >= self._stage_epochs),
+                 "optimizer": self._optimizer.state_dict(), "scheduler": self._scheduler_now.state_dict(),
+                 "best_epoch": ctx.best_epoch, "best_value": ctx.best_value, "best_metrics": dict(ctx.best_metrics),
+                 "history": list(ctx.history), "early": [(c.best, c.bad_epochs) for c in self._early_stoppers()],
+                 "random": random_states(self.generator, self.prep.train_transform)}
+        save_state(ctx.run_dir, self.model, state)
+
+    def _enter_stage(self, optimizer, scheduler) -> int:
+        """Remember the stage's optimizer; when resuming, restore it and return the epochs already done."""
+        self._optimizer, self._scheduler_now = optimizer, scheduler
+        saved, self.resume_state = self.resume_state, None
+        if saved is None:
+            return 0
+        set_random_states(saved["random"], self.generator, self.prep.train_transform)
+        if saved["stage_finished"]:
+            return 0  # the interruption came between stages: this one starts fresh
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        for stopper, (best, bad) in zip(self._early_stoppers(), saved["early"]):
+            stopper.best, stopper.bad_epochs = best, bad
+        self._stage_done = int(saved["stage_epochs_done"])
+        return self._stage_done
+
+
+__all__ = ["ResumableStages", "save_state", "load_state", "forget_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
+           "model_state", "RESUME_FILE", "LAST_MODEL_FILE"]
