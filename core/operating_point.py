@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import calibrate, evaluate, runs, screening
+from core import calibrate, evaluate, jsonfile, runs, screening
 from core.errors import LatihError, RunError
 
 log = logging.getLogger(__name__)
@@ -228,14 +228,20 @@ def set_threshold(run_dir, threshold, source: str = "evaluate page") -> dict:
         raise RunError(f"Run {run_dir.name} has no evaluation yet (still training, stopped or failed); "
                        "wait for it to finish or train it again.")
     new_ev = evaluate.json_safe(_reevaluate(scores, ev, threshold))
-    evaluate.write_json_atomic(run_dir / runs.EVALUATION_FILE, new_ev)
+    jsonfile.write_json_atomic(run_dir / runs.EVALUATION_FILE, new_ev)
     at = new_ev["screening"]["evaluation"]
     entry = {"old": scores.threshold, "new": threshold, "when": _now_iso(), "where": source,
              "split": scores.measured_on, "sensitivity": at.get("sensitivity"),
              "specificity": at.get("specificity")}
+
+    def record(meta: dict) -> None:  # under meta.json's lock: no concurrent change is lost
+        entry["old"] = meta.get("threshold")
+        meta["threshold"] = threshold
+        meta["threshold_history"] = [*(meta.get("threshold_history") or []), entry]
+
     # meta.json last: core.predict reads it, so predictions switch only once the record is written
-    runs.update_meta(run_dir, threshold=threshold, threshold_history=[*scores.history, entry])
-    log.info("run %s: threshold %s -> %s (%s)", run_dir.name, scores.threshold, threshold, source)
+    jsonfile.update_json(run_dir / runs.META_FILE, record)
+    log.info("run %s: threshold %s -> %s (%s)", run_dir.name, entry["old"], threshold, source)
     return new_ev
 
 
