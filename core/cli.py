@@ -7,6 +7,7 @@
     latih runs                       list the runs of the workspace
     latih repeat RUN                 train again from a run's saved settings
     latih resume RUN                 continue a run that stopped, from its last epoch
+    latih threshold RUN [VALUE]      show or move a screening run's threshold
     latih export RUN                 (when core.export is installed)
 
 Bad input ends with ONE line `error: <what to do>` and exit status 2; never a traceback.
@@ -64,6 +65,8 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_runs(commands, common)
     _add_repeat(commands, common)
     _add_resume(commands, common)
+    from core.cli_threshold import register_threshold_command  # argparse only: cheap
+    register_threshold_command(commands, [common])
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser
@@ -306,7 +309,7 @@ def _print_predictions(predictions) -> None:
         if p.error:
             print(f"{p.path}: error: {p.error}")
             continue
-        others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k[1:])
+        others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k if name != p.label)
         if p.abstained:
             print(f"{p.path}: no answer: not like the training photos (the model's guess: "
                   f"{p.label} {p.probability:.2f}; a person should look at it)")

@@ -204,6 +204,10 @@ def _screening_section(ev: dict) -> list[str]:
     pos = ev["class_names"][s["positive_index"]]
     head = (f"Positive class **{pos}**; threshold {s['threshold']:.4f} on its calibrated probability, "
             f"chosen on validation for sensitivity ≥ {_fmt(s['target_sensitivity'])}.")
+    if s.get("chosen_by") == "user":  # moved after training (core.operating_point)
+        head = (f"Positive class **{pos}**; threshold {s['threshold']:.4f} on its calibrated probability, "
+                f"chosen by a person after training (the target sensitivity ≥ {_fmt(s['target_sensitivity'])} "
+                f"gave {s.get('threshold_from_target', float('nan')):.4f} on validation).")
     if not s.get("applied_to_predictions"):
         head += " (Analysis only: no positive class was chosen, predictions use the most likely class.)"
     sens = op.get("sensitivity")

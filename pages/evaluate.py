@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import figures
 from core.runs import load_run
-from ui import explain_ui
+from ui import explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.media import thumbnail
@@ -31,6 +31,7 @@ if not ev:
     next_step("train", "common.go_train")
     st.stop()
 
+operating_point_ui.target_banner(ev)  # a missed target sensitivity, said at the top
 split = ev.get("evaluated_on", "test")
 sizes = (ev.get("split_sizes") or {}).get(split, {})
 st.markdown(t("eval.on_split", split=t(f"split.{split}") if split in ("test", "val", "train") else split,
@@ -54,21 +55,7 @@ st.subheader(t("eval.metrics_title"))
 st.caption(t("eval.interval_help"))
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="eval_metrics_table")
 
-screen = ev.get("screening")
-if screen and screen.get("evaluation"):
-    op, op_ci = screen["evaluation"], screen.get("evaluation_ci") or {}
-    positive = ev["class_names"][screen["positive_index"]]
-    st.subheader(t("eval.screening_title"))
-    st.caption(t("eval.screening_help", positive=positive, target=f"{100 * screen['target_sensitivity']:.0f}",
-                 threshold=f"{screen['threshold']:.3f}"))
-    cols = st.columns(2)
-    for col, key in zip(cols, ("sensitivity", "specificity")):
-        if op.get(key) is not None:
-            band = op_ci.get(key)
-            col.metric(t(f"metric.{key}"), f"{100 * op[key]:.1f}%",
-                       help=t(f"metric.{key}.help"))
-            if band:
-                col.caption(t("eval.interval", low=f"{100 * band[0]:.1f}", high=f"{100 * band[1]:.1f}"))
+operating_point_ui.render(run_dir, ev)  # the screening threshold: live figures, ROC point, Save
 
 # ---- charts (class names escaped for plotly, which reads <a href> in its labels) -------------------------
 ev_plot = {**ev, "class_names": [plotly_text(c) for c in ev["class_names"]],
