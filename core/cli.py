@@ -58,6 +58,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_predict(commands, common)
     _add_runs(commands, common)
     _add_repeat(commands, common)
+    from core.cli_estimate import add_estimate
+
+    add_estimate(commands, common)
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser
@@ -89,9 +92,14 @@ def _add_train(commands, common) -> None:
     train.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
     add = train.add_argument
     add("--backbone", help="pretrained model to start from (default tf_efficientnet_lite0, works offline)")
-    add("--strategy", choices=STRATEGIES, help="how much of the model learns: feature-extraction (only a new "
+    add("--strategy", choices=(*STRATEGIES, "auto"), help="how much of the model learns: auto (default: picked "
+        "from the photos, the choice and its reason are printed), feature-extraction (only a new "
         "last layer; fast, best under ~300 photos), fine-tune (the last blocks), full (everything), "
         "two-stage (last layer first, then everything gently)")
+    add("--groups", help="photos that belong together stay in one split: eye-pair, person, prefix, folder, "
+        "regex:EXPR or csv:FILE (columns file,group)")
+    add("--resplit", action="store_true", default=None, help="ignore the dataset's own train/val/test folders "
+        "and split again (by group)")
     add("--epochs", type=int, help="passes over the training photos (default 15)")
     add("--head-epochs", type=int, help="two-stage only: epochs on the last layer before unfreezing (default 3)")
     add("--lr", type=float, help="learning rate of the new last layer (default 0.001)")
@@ -127,7 +135,8 @@ def _add_train(commands, common) -> None:
 _FLAG_TO_FIELD = {"patience": "early_stopping_patience"}
 _TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "lr", "backbone_lr", "batch_size", "image_size",
                 "augment", "seed", "val_fraction", "test_fraction", "weights", "positive_class",
-                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name")
+                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name",
+                "groups", "resplit")
 
 
 def _add_predict(commands, common) -> None:
@@ -207,6 +216,8 @@ def config_from_args(args):
     base["data_path"] = str(Path(args.path).expanduser().resolve())
     for flag in _TRAIN_FLAGS:
         value = getattr(args, flag, None)
+        if flag == "strategy" and value == "auto":
+            continue
         if value is not None:
             base[_FLAG_TO_FIELD.get(flag, flag)] = value
     return TrainConfig.from_dict(base)
@@ -225,8 +236,23 @@ def cmd_train(args) -> int:
     from core.train import train
 
     config = config_from_args(args)
+    if _wants_auto(args):
+        from core.cli_estimate import auto_strategy
+
+        explicit = {_FLAG_TO_FIELD.get(f, f): getattr(args, f) for f in _TRAIN_FLAGS
+                    if getattr(args, f, None) is not None and f != "strategy"}
+        config, _ = auto_strategy(config, explicit, to_stderr=args.json)
     result = train(config, workspace=os.environ.get("LATIH_WORKSPACE"), callbacks=[ProgressBar()])
     return _report_result(result, config, args.json)
+
+
+def _wants_auto(args) -> bool:
+    """No --strategy (and none in --config), or --strategy auto."""
+    if getattr(args, "strategy", None) == "auto":
+        return True
+    if getattr(args, "strategy", None) is not None:
+        return False
+    return not (args.config and "strategy" in json.loads(Path(args.config).read_text(encoding="utf-8")))
 
 
 def cmd_repeat(args) -> int:
