@@ -57,25 +57,39 @@ class Advice:
         return config.replace(**self.changes)
 
 
-def decide(probe_accuracy: float, familiarity: float, n_train: int) -> tuple[str, str]:
-    """(strategy, plain reason) from the two probes and the number of training photos."""
-    probe, fam = f"{probe_accuracy * 100:.0f}%", f"{familiarity * 100:.0f}%"
+REASONS = {
+    "frozen-enough": "The pretrained features already tell the classes apart (a quick test reaches {probe}), so "
+                     "training only a new last layer is enough: it is fast and safe with few photos.",
+    "far-from-imagenet": "These photos look unlike the everyday photos the model learnt from (it recognises them "
+                         "with only {familiarity} confidence) and its frozen features reach only {probe}: re-training "
+                         "all layers gently usually wins several points, even with a few hundred photos.",
+    "enough-photos": "The frozen features reach only {probe}, and with {n} training photos there is enough to "
+                     "re-train all layers gently.",
+    "few-familiar": "Only {n} training photos of familiar-looking subjects: a new last layer on the frozen features "
+                    "({probe} in a quick test) is the safest choice; fine-tuning would likely memorise.",
+}
+
+
+def decide(probe_accuracy: float, familiarity: float, n_train: int) -> tuple[str, str, str]:
+    """(strategy, reason code, plain reason) from the two probes and the number of training photos."""
     if probe_accuracy >= FROZEN_ENOUGH:
-        return "feature-extraction", (
-            f"The pretrained features already tell the classes apart (a quick test reaches {probe}), so "
-            "training only a new last layer is enough: it is fast and safe with few photos.")
-    if familiarity < FAMILIAR:
-        return "full", (
-            f"These photos look unlike the everyday photos the model learnt from (it recognises them with only "
-            f"{fam} confidence) and its frozen features reach only {probe}: re-training all layers gently "
-            "usually wins several points, even with a few hundred photos.")
-    if n_train >= MANY_PHOTOS:
-        return "full", (
-            f"The frozen features reach only {probe}, and with {n_train:,} training photos there is enough to "
-            "re-train all layers gently.")
-    return "feature-extraction", (
-        f"Only {n_train:,} training photos of familiar-looking subjects: a new last layer on the frozen features "
-        f"({probe} in a quick test) is the safest choice; fine-tuning would likely memorise.")
+        strategy, code = "feature-extraction", "frozen-enough"
+    elif familiarity < FAMILIAR:
+        strategy, code = "full", "far-from-imagenet"
+    elif n_train >= MANY_PHOTOS:
+        strategy, code = "full", "enough-photos"
+    else:
+        strategy, code = "feature-extraction", "few-familiar"
+    return strategy, code, REASONS[code].format(**reason_facts(probe_accuracy, familiarity, n_train))
+
+
+def reason_facts(probe_accuracy: float, familiarity: float, n_train: int) -> dict:
+    return {"probe": f"{probe_accuracy * 100:.0f}%", "familiarity": f"{familiarity * 100:.0f}%", "n": f"{n_train:,}"}
+
+
+def recipe(strategy: str) -> dict:
+    """The TrainConfig changes for a recommended strategy."""
+    return dict(FEATURE_RECIPE if strategy == "feature-extraction" else FINE_TUNE_RECIPE)
 
 
 def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None, groups: pd.Series | None = None,
@@ -98,8 +112,8 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
     cv = cross_validate(frozen.features, labels, fold_groups, class_names, n_splits=5, n_repeats=1)
     probe, fam = cv.accuracy.mean, familiarity(frozen.imagenet_probs)
     n_train = int(round(len(rows) * (1 - val_fraction)))
-    strategy, reason = decide(probe, fam, n_train)
-    changes = dict(FEATURE_RECIPE if strategy == "feature-extraction" else FINE_TUNE_RECIPE)
+    strategy, code, reason = decide(probe, fam, n_train)
+    changes = recipe(strategy)
     other = FINE_TUNE_RECIPE if strategy == "feature-extraction" else FEATURE_RECIPE
     base = TrainConfig(data_path=".")
     expected = estimate_cost(backbone, strategy, len(rows), epochs=changes.get("epochs", base.epochs),
@@ -108,7 +122,8 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
                                 val_fraction=val_fraction)["seconds"]
     log.info("advice: %s (probe %.3f, familiarity %.3f, %d photos)", strategy, probe, fam, len(rows))
     return Advice(strategy, reason, changes, round(probe, 4), round(fam, 4), len(rows), expected, alternative,
-                  {"probe_interval": [cv.accuracy.low, cv.accuracy.high], "classes": class_names})
+                  {"probe_interval": [cv.accuracy.low, cv.accuracy.high], "classes": class_names, "code": code,
+                   "n_train": n_train})
 
 
 def recommend_for_config(config: TrainConfig, workspace=None, progress=None) -> Advice | None:
@@ -134,5 +149,5 @@ def minutes(seconds: float) -> str:
     return f"about {int(round(seconds / 60))} min"
 
 
-__all__ = ["Advice", "FINE_TUNE_RECIPE", "FROZEN_ENOUGH", "FAMILIAR", "decide", "recommend", "recommend_for_config",
+__all__ = ["Advice", "REASONS", "reason_facts", "recipe", "FINE_TUNE_RECIPE", "FROZEN_ENOUGH", "FAMILIAR", "decide", "recommend", "recommend_for_config",
            "minutes"]

@@ -60,7 +60,7 @@ def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE,
     features_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     cv = cross_validate(frozen.features, labels, fold_groups, class_names, n_splits, n_repeats, seed,
-                        progress=lambda d, t: say("cross-validation", d, t))
+                        progress=lambda d, t: say("folds", d, t))
     cv_s = time.perf_counter() - t0
     result = {"data_path": str(data_path), "groups": groups, "backbone": backbone, "classes": class_names,
               "n_photos": int(len(rows)), "n_groups": int(len(np.unique(fold_groups))),
@@ -69,11 +69,20 @@ def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE,
     if curve:
         t0 = time.perf_counter()
         lc = learning_curve(frozen.features, labels, fold_groups, draws=draws, seed=seed,
-                            progress=lambda d, t: say("learning curve", d, t))
+                            progress=lambda d, t: say("curve", d, t))
         result["learning_curve"] = lc.to_dict()
         result["forecast_check"] = forecast_check(lc)
         result["seconds"]["curve"] = round(time.perf_counter() - t0, 1)
-    one_training = estimate_cost(backbone, "full", int(len(rows) * (1 - 1 / max(2, cv.n_splits))), epochs=4,
+    from core.advice import FINE_TUNE_RECIPE, decide
+
+    n_train = int(round(len(rows) * 0.8))
+    strategy, code, reason = decide(cv.accuracy.mean, result["familiarity"], n_train)
+    result["advice"] = {"strategy": strategy, "code": code, "reason": reason, "probe": cv.accuracy.mean,
+                        "familiarity": result["familiarity"], "n_train": n_train,
+                        "expected_seconds": estimate_cost(backbone, strategy, len(rows),
+                                                          epochs=FINE_TUNE_RECIPE["epochs"] if strategy == "full" else 15)["seconds"]}
+    one_training = estimate_cost(backbone, "full", int(len(rows) * (1 - 1 / max(2, cv.n_splits))),
+                                 epochs=FINE_TUNE_RECIPE["epochs"],
                                  val_fraction=0.0)["seconds"]
     result["fine_tune_cv_cost"] = fine_tune_cost(one_training, cv.n_splits, n_repeats)
     result["seconds"]["total"] = round(time.perf_counter() - started, 1)
@@ -105,6 +114,9 @@ def summary_lines(result: dict) -> list[str]:
                          f"({p['low'] * 100:.1f} to {p['high'] * 100:.1f})")
         if lc.get("forecast"):
             lines.append(lc["forecast"]["sentence"])
+    advice = result.get("advice")
+    if advice:
+        lines.append(f"recommended strategy: {advice['strategy']}: {advice['reason']}")
     cost = result["fine_tune_cv_cost"]
     lines.append(f"a fine-tuned cross-validation would need {cost['trainings']} trainings, about "
                  f"{cost['seconds'] / 60:.0f} min on this kind of machine")

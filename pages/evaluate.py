@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import figures
 from core.runs import load_run
-from ui import explain_ui
+from ui import estimate_ui, explain_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.media import thumbnail
@@ -17,6 +17,9 @@ from ui.run_pick import pick_run
 frame()
 page_header("eval.title", "eval.purpose")
 project = require_project()
+if project.get("data_path"):
+    estimate_ui.estimate_section(project)  # from the photos alone: needs no trained run
+    st.divider()
 run_dir = pick_run(project, key="eval_run")
 
 run = None

@@ -6,7 +6,7 @@ import logging
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS, STRATEGIES, recommend_strategy
-from ui import model_info, state
+from ui import estimate_ui, model_info, state
 from ui.components import frame, guard, next_step, page_header, require_data, require_project
 from ui.i18n import t
 
@@ -68,17 +68,25 @@ with guard("backbones"):
 # ---- freeze strategy ---------------------------------------------------------------------------
 st.subheader(t("model.strategy_title"), help=t("help.freeze"))
 recommended, _reason = recommend_strategy(n_train)
+photo_advice = estimate_ui.photo_advice(project)  # from the photos themselves, when they were probed
+if photo_advice:
+    recommended = photo_advice["strategy"]
 current = model.get("strategy") or recommended
 strategy = st.radio(
     t("model.strategy_label"), STRATEGIES, index=STRATEGIES.index(current),
     format_func=lambda s: t(f"strategy.{s}") + (f"  ({t('model.recommended')})" if s == recommended else ""),
     captions=[t(f"strategy.{s}.help") for s in STRATEGIES], key="model_strategy", help=t("help.freeze"),
 )
-st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
-          reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
-if strategy != current:
-    state.update_project(project, model={**model, "strategy": strategy})
+if photo_advice:
+    estimate_ui.advice_note(photo_advice)
+else:
+    st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
+              reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
+    estimate_ui.advice_button(project)
+if strategy != current or (photo_advice and "recipe" not in model and strategy == recommended):
     model["strategy"] = strategy
+    model["recipe"] = estimate_ui.recipe_for(strategy) if photo_advice and strategy == recommended else None
+    state.update_project(project, model=dict(model))
 
 # ---- advanced settings ---------------------------------------------------------------------------
 with st.expander(t("model.advanced_title"), expanded=False, icon=":material/tune:"):
