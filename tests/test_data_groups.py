@@ -173,3 +173,8 @@ def test_cross_validation_figures_on_separable_features():
     naive = 2.776 * np.std(scores, ddof=1) / np.sqrt(5)
     corrected = corrected_interval(scores, 0.25)
     assert corrected.high - corrected.mean > naive
+
+
+def test_no_suggestion_when_the_prefix_is_the_class_name(make_dataset):
+    df = scan(make_dataset(("early_blight", "late_blight", "healthy"), n=12))
+    assert suggest(df) is None  # early_blight_001.png: "early" names the class, not a patient

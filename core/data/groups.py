@@ -40,6 +40,7 @@ KINDS = (*PATTERNS, "regex", "csv", "folder")
 EXAMPLES = 8  # groups shown in a preview
 # A pattern is suggested when it puts at least this share of photos in groups of 2 or more.
 SUGGEST_MIN_SHARE = 0.5
+SUGGEST_MAX_SIZE = 20  # median photos per suggested group: a patient, a tree, not a whole class
 
 
 @dataclass
@@ -159,9 +160,13 @@ def suggest(df: pd.DataFrame) -> GroupSuggestion | None:
     if len(df) < 4:
         return None
     best: GroupPreview | None = None
+    n_classes = int(df["label"].nunique()) if "label" in df else 1
     for spec in ("eye-pair", "person", "folder", "prefix"):
         p = preview(df, spec, n_examples=0)
-        if p.n_grouped >= SUGGEST_MIN_SHARE * len(df) and p.n_groups < 0.9 * p.n_grouped and \
+        # Groups must be small and many: "text before _" on early_blight_01.jpg names the class, not a tree.
+        sizes = group_sizes(assign_groups(df, spec))
+        small_and_many = len(sizes) >= 3 * n_classes and float(sizes[sizes >= 2].median() or 0) <= SUGGEST_MAX_SIZE
+        if small_and_many and p.n_grouped >= SUGGEST_MIN_SHARE * len(df) and p.n_groups < 0.9 * p.n_grouped and \
                 (best is None or p.n_grouped > best.n_grouped):
             best = p
             if spec in ("eye-pair", "person"):  # the specific patterns win over the generic ones
