@@ -83,9 +83,13 @@ else:
     st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
               reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
     estimate_ui.advice_button(project)
-if strategy != current or (photo_advice and "recipe" not in model and strategy == recommended):
+wants_recipe = bool(photo_advice) and strategy == recommended  # the photos' recipe (core.advice) goes with it
+if strategy != current or wants_recipe != bool(model.get("recipe")):
     model["strategy"] = strategy
-    model["recipe"] = estimate_ui.recipe_for(strategy) if photo_advice and strategy == recommended else None
+    if wants_recipe:
+        model["recipe"] = estimate_ui.recipe_for(strategy)
+    else:
+        model.pop("recipe", None)
     state.update_project(project, model=dict(model))
 
 # ---- advanced settings ---------------------------------------------------------------------------

@@ -149,7 +149,8 @@ def preview(df: pd.DataFrame, spec: str | None, n_examples: int = EXAMPLES) -> G
     sizes = group_sizes(groups)
     multi = sizes[sizes >= 2]
     names = df["path"].map(lambda p: Path(p).name)
-    examples = [(str(g), sorted(names[groups == g].tolist())[:6]) for g in multi.index[:n_examples]]
+    order = sorted(multi.index, key=lambda g: (-int(multi[g]), str(g)))  # largest first, then by name
+    examples = [(str(g), sorted(names[groups == g].tolist())[:6]) for g in order[:n_examples]]
     n_grouped = int(multi.sum())
     return GroupPreview(spec or "", len(df), len(multi), n_grouped, len(df) - n_grouped,
                         int(multi.max()) if len(multi) else 0, examples)
