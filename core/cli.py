@@ -80,6 +80,8 @@ def _add_data(commands, common) -> None:
                                help="count the photos per class and split and list problems to fix")
     check.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--groups", metavar="SPEC", help="also check that no group of photos (eye-pair, person, "
+                       "prefix, folder, regex:EXPR, csv:FILE) spans two of the dataset's splits")
     check.set_defaults(func=cmd_data_check)
 
 
@@ -179,6 +181,10 @@ def cmd_data_check(args) -> int:
 
     df = scan(args.path)
     findings = check_dataset(df)
+    if getattr(args, "groups", None):
+        from core.data.groups import assign_groups, group_leak
+
+        findings += group_leak(df, assign_groups(df, args.groups))
     counts = _counts(df)
     if args.json:
         _print_json({"root": df.attrs.get("root"), "photos": int(len(df)), "counts": counts,

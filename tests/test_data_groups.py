@@ -178,3 +178,19 @@ def test_cross_validation_figures_on_separable_features():
 def test_no_suggestion_when_the_prefix_is_the_class_name(make_dataset):
     df = scan(make_dataset(("early_blight", "late_blight", "healthy"), n=12))
     assert suggest(df) is None  # early_blight_001.png: "early" names the class, not a patient
+
+
+def test_data_check_reports_a_group_leak(grouped_dataset, workspace):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = grouped_dataset(split_of=lambda patient, k: "val" if patient == 1000 and k == 1 else "train")
+    done = subprocess.run([sys.executable, "-m", "core.cli", "data", "check", str(root), "--groups", "eye-pair",
+                           "--json"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                          env={**os.environ, "LATIH_WORKSPACE": str(workspace)}, timeout=300)
+    report = json.loads(done.stdout)
+    leaks = [f for f in report["findings"] if f["code"] == "group_leak"]
+    assert len(leaks) == 1 and leaks[0]["fix"] == "resplit" and "'1000'" in leaks[0]["message"]
