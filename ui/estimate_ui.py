@@ -119,14 +119,14 @@ def show_result(result: dict) -> None:
         rows.append({t("eval.col_metric"): t(f"estimate.metric.{key}"),
                      t("eval.col_value"): _pct(d["mean"] if d else None),
                      t("eval.col_interval"): _interval(d)})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="estimate_metrics_table")
+    st.table(pd.DataFrame(rows), hide_index=True)  # small: plain HTML (readable, selectable)
     spread = cv["fold_spread"]
     st.caption(t("estimate.spread", low=_pct(spread["min"]), high=_pct(spread["max"]),
                  std=f"{100 * spread['std']:.1f}"))
     recall = pd.DataFrame({t("estimate.col_class"): list(cv["per_class_recall"]),
                            t("estimate.col_recall"): [_pct(d["mean"]) for d in cv["per_class_recall"].values()],
                            t("eval.col_interval"): [_interval(d) for d in cv["per_class_recall"].values()]})
-    st.dataframe(recall, hide_index=True, key="estimate_recall_table")
+    st.table(recall, hide_index=True)
     curve = result.get("learning_curve")
     if curve:
         st.markdown(f"**{t('estimate.curve_title')}**")
