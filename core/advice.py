@@ -8,9 +8,11 @@ Two probes on the cached frozen features (one forward pass per photo, reused by 
 
 Rules (measured on the shared sets, see bench/bench_estimates.py):
   probe >= FROZEN_ENOUGH                  -> feature extraction: the features already do the job
-  familiarity < FAMILIAR or n >= 300      -> full fine-tune with FINE_TUNE_RECIPE: photos far from
+  familiarity < FAMILIAR                  -> full fine-tune with FINE_TUNE_RECIPE: photos far from
                                              ImageNet need their features re-learnt, even when few
-  otherwise                               -> feature extraction (few, ImageNet-like photos)
+  n_train >= MANY_PHOTOS                  -> full fine-tune: enough photos to afford it
+  otherwise                               -> feature extraction (ImageNet-like photos: fine-tuning
+                                             costs many times the time for a point or less)
 
 The recommendation carries the TrainConfig changes that make it one repeatable config.
 """
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 FROZEN_ENOUGH = 0.96
 FAMILIAR = 0.5
-MANY_PHOTOS = 300
+MANY_PHOTOS = 1500
 # The fine-tune that the auto choice uses. Measured on acrima_glaucoma (seeded 80/20 split):
 # every layer at one learning rate of 1e-4, no layer decay and no warm-up, 4 epochs, reaches
 # the level of a plain hand-written loop; the older 0.75 layer decay, 5e-5 and a warm-up
@@ -65,8 +67,10 @@ REASONS = {
                          "all layers gently usually wins several points, even with a few hundred photos.",
     "enough-photos": "The frozen features reach only {probe}, and with {n} training photos there is enough to "
                      "re-train all layers gently.",
-    "few-familiar": "Only {n} training photos of familiar-looking subjects: a new last layer on the frozen features "
-                    "({probe} in a quick test) is the safest choice; fine-tuning would likely memorise.",
+    "few-familiar": "These photos look like the everyday photos the model learnt from (it recognises them with "
+                    "{familiarity} confidence), so its frozen features fit them ({probe} in a quick test): a new last "
+                    "layer is the safe, fast choice for {n} training photos; fine-tuning would cost far more time "
+                    "for little gain.",
 }
 
 
@@ -85,6 +89,14 @@ def decide(probe_accuracy: float, familiarity: float, n_train: int) -> tuple[str
 
 def reason_facts(probe_accuracy: float, familiarity: float, n_train: int) -> dict:
     return {"probe": f"{probe_accuracy * 100:.0f}%", "familiarity": f"{familiarity * 100:.0f}%", "n": f"{n_train:,}"}
+
+
+def training_count(rows: pd.DataFrame, val_fraction: float = 0.2) -> int:
+    """Photos that will train: the dataset's own train/ folder when it has one, else the share left."""
+    splits = rows["split"] if "split" in rows else pd.Series([""] * len(rows))
+    if (splits == "train").any() and (splits != "").all():
+        return int((splits == "train").sum())
+    return int(round(len(rows) * (1 - val_fraction)))
 
 
 def recipe(strategy: str) -> dict:
@@ -111,7 +123,7 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
     fold_groups = split_groups(rows, patient).to_numpy()
     cv = cross_validate(frozen.features, labels, fold_groups, class_names, n_splits=5, n_repeats=1)
     probe, fam = cv.accuracy.mean, familiarity(frozen.imagenet_probs)
-    n_train = int(round(len(rows) * (1 - val_fraction)))
+    n_train = training_count(rows, val_fraction)
     strategy, code, reason = decide(probe, fam, n_train)
     changes = recipe(strategy)
     other = FINE_TUNE_RECIPE if strategy == "feature-extraction" else FEATURE_RECIPE

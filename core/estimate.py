@@ -73,9 +73,9 @@ def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE,
         result["learning_curve"] = lc.to_dict()
         result["forecast_check"] = forecast_check(lc)
         result["seconds"]["curve"] = round(time.perf_counter() - t0, 1)
-    from core.advice import FINE_TUNE_RECIPE, decide
+    from core.advice import FINE_TUNE_RECIPE, decide, training_count
 
-    n_train = int(round(len(rows) * 0.8))
+    n_train = training_count(rows)
     strategy, code, reason = decide(cv.accuracy.mean, result["familiarity"], n_train)
     result["advice"] = {"strategy": strategy, "code": code, "reason": reason, "probe": cv.accuracy.mean,
                         "familiarity": result["familiarity"], "n_train": n_train,

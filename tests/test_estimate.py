@@ -53,7 +53,7 @@ def test_strategy_rules():
     assert (strategy, code) == ("full", "far-from-imagenet") and "27%" in reason and "92%" in reason
     assert decide(0.90, 0.3, 80)[0] == "full"  # even when few
     assert decide(0.90, 0.8, 120)[:2] == ("feature-extraction", "few-familiar")
-    assert decide(0.90, 0.8, 600)[0] == "full"
+    assert decide(0.90, 0.8, 600)[0] == "feature-extraction" and decide(0.90, 0.8, 2000)[0] == "full"
     assert FINE_TUNE_RECIPE["strategy"] == "full" and FINE_TUNE_RECIPE["layer_decay"] == 1.0
 
 
