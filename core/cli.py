@@ -242,23 +242,14 @@ def cmd_train(args) -> int:
     from core.train import train
 
     config = config_from_args(args)
-    if _wants_auto(args):
-        from core.cli_estimate import auto_strategy
+    from core.cli_estimate import auto_strategy, wants_auto
 
+    if wants_auto(args):
         explicit = {_FLAG_TO_FIELD.get(f, f): getattr(args, f) for f in _TRAIN_FLAGS
                     if getattr(args, f, None) is not None and f != "strategy"}
         config, _ = auto_strategy(config, explicit, to_stderr=args.json)
     result = train(config, workspace=os.environ.get("LATIH_WORKSPACE"), callbacks=[ProgressBar()])
     return _report_result(result, config, args.json)
-
-
-def _wants_auto(args) -> bool:
-    """No --strategy (and none in --config), or --strategy auto."""
-    if getattr(args, "strategy", None) == "auto":
-        return True
-    if getattr(args, "strategy", None) is not None:
-        return False
-    return not (args.config and "strategy" in json.loads(Path(args.config).read_text(encoding="utf-8")))
 
 
 def cmd_repeat(args) -> int:

@@ -38,6 +38,15 @@ def cmd_estimate(args) -> int:
     return 0
 
 
+def wants_auto(args) -> bool:
+    """`latih train` without --strategy (and none in --config), or with --strategy auto."""
+    from pathlib import Path
+
+    if getattr(args, "strategy", None) is not None:
+        return args.strategy == "auto"
+    return not (args.config and "strategy" in json.loads(Path(args.config).read_text(encoding="utf-8")))
+
+
 def auto_strategy(config, explicit: dict | None = None, to_stderr: bool = False):
     """The config with the strategy the photos call for (core.advice); prints choice and reason
     (on stderr when stdout carries --json). Settings the user gave (explicit) win over the recipe."""

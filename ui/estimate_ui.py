@@ -139,6 +139,8 @@ def show_result(result: dict) -> None:
                 st.info(t("estimate.more", low=f"{forecast['gain_low']:.0f}",
                           high=f"{max(forecast['gain_high'], forecast['gain_low'] + 0.5):.0f}"),
                         icon=":material/insights:")
+    if result.get("advice"):
+        advice_note(result["advice"])
     cost = result.get("fine_tune_cv_cost")
     if cost:
         st.caption(t("estimate.fine_tune_cost", n=cost["trainings"], minutes=f"{cost['seconds'] / 60:.0f}"))
