@@ -169,7 +169,7 @@ def _forecast(sizes: dict, scores: dict, fractions, n_now: float, extra: float, 
 
 def sentence(low: float, high: float, extra: float, plateau: float, now: float) -> str:
     if high < FLAT_POINTS:
-        return (f"More photos are unlikely to help much (the curve levels off near {plateau * 100:.0f}%): "
+        return ("More photos are unlikely to help much (about 100 more per class would add less than 1 point): "
                 "check the labels and the photo quality instead.")
     per_class = "100 more photos per class" if extra else "more photos"
     return f"With about {per_class}, accuracy would likely rise by {low:.0f} to {max(high, low + 0.5):.0f} points."

@@ -134,7 +134,7 @@ def show_result(result: dict) -> None:
         forecast = curve.get("forecast")
         if forecast:
             if forecast["gain_high"] < 1.0:
-                st.info(t("estimate.flat", plateau=f"{100 * forecast['plateau']:.0f}"), icon=":material/insights:")
+                st.info(t("estimate.flat"), icon=":material/insights:")
             else:
                 st.info(t("estimate.more", low=f"{forecast['gain_low']:.0f}",
                           high=f"{max(forecast['gain_high'], forecast['gain_low'] + 0.5):.0f}"),
