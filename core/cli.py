@@ -67,6 +67,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_resume(commands, common)
     from core.cli_threshold import register_threshold_command  # argparse only: cheap
     register_threshold_command(commands, [common])
+    from core.cli_estimate import add_estimate
+
+    add_estimate(commands, common)
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser
@@ -90,6 +93,8 @@ def _add_data(commands, common) -> None:
                        "classes and splits, similarity, kind: identical or near) to this CSV for review")
     check.add_argument("--exclude", metavar="LIST.txt", help="leave out the photos listed in this file (one path a "
                        "line, or a pairs CSV with a leave_out column) before checking")
+    check.add_argument("--groups", metavar="SPEC", help="also check that no group of photos (eye-pair, person, "
+                       "prefix, folder, regex:EXPR, csv:FILE) spans two of the dataset's splits")
     check.set_defaults(func=cmd_data_check)
 
 
@@ -102,9 +107,14 @@ def _add_train(commands, common) -> None:
     train.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
     add = train.add_argument
     add("--backbone", help="pretrained model to start from (default tf_efficientnet_lite0, works offline)")
-    add("--strategy", choices=STRATEGIES, help="how much of the model learns: feature-extraction (only a new "
+    add("--strategy", choices=(*STRATEGIES, "auto"), help="how much of the model learns: auto (default: picked "
+        "from the photos, the choice and its reason are printed), feature-extraction (only a new "
         "last layer; fast, best under ~300 photos), fine-tune (the last blocks), full (everything), "
         "two-stage (last layer first, then everything gently)")
+    add("--groups", help="photos that belong together stay in one split: eye-pair, person, prefix, folder, "
+        "regex:EXPR or csv:FILE (columns file,group)")
+    add("--resplit", action="store_true", default=None, help="ignore the dataset's own train/val/test folders "
+        "and split again (by group)")
     add("--epochs", type=int, help="passes over the training photos (default 15)")
     add("--head-epochs", type=int, help="two-stage only: epochs on the last layer before unfreezing (default 3)")
     add("--lr", type=float, help="learning rate of the new last layer (default 0.001)")
@@ -142,7 +152,8 @@ def _add_train(commands, common) -> None:
 _FLAG_TO_FIELD = {"patience": "early_stopping_patience"}
 _TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "lr", "backbone_lr", "batch_size", "image_size",
                 "augment", "seed", "val_fraction", "test_fraction", "weights", "positive_class",
-                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name")
+                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name",
+                "groups", "resplit")
 
 
 def _add_predict(commands, common) -> None:
@@ -202,6 +213,8 @@ def config_from_args(args):
         base["exclude"] = list(read_list(args.exclude, base["data_path"]))
     for flag in _TRAIN_FLAGS:
         value = getattr(args, flag, None)
+        if flag == "strategy" and value == "auto":
+            continue
         if value is not None:
             base[_FLAG_TO_FIELD.get(flag, flag)] = value
     return TrainConfig.from_dict(base)
@@ -224,7 +237,13 @@ def cmd_train(args) -> int:
     from core.callbacks import ProgressBar
     from core.jobs import train_in_queue
 
+    from core.cli_estimate import auto_strategy, wants_auto
+
     config = config_from_args(args)
+    if wants_auto(args):
+        explicit = {_FLAG_TO_FIELD.get(f, f): getattr(args, f) for f in _TRAIN_FLAGS
+                    if getattr(args, f, None) is not None and f != "strategy"}
+        config, _ = auto_strategy(config, explicit, to_stderr=args.json)
     # The same queue as the app: one training at a time per workspace, in order.
     result = train_in_queue(config, os.environ.get("LATIH_WORKSPACE"), callbacks=[ProgressBar()],
                             on_wait=_say_waiting)

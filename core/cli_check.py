@@ -25,6 +25,10 @@ def cmd_data_check(args) -> int:
         readable = df[df["readable"].astype(bool)]
         pairs = find_pairs(readable, progress=bar)
     findings = check_dataset(df, pairs=pairs)
+    if getattr(args, "groups", None):
+        from core.data.groups import assign_groups, group_leak
+
+        findings += group_leak(df, assign_groups(df, args.groups))
     counts = _counts(df)
     if args.pairs:
         pairs.to_csv(args.pairs, index=False)

@@ -59,6 +59,10 @@ class TrainConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     seed: int = 0
+    # photos that belong together (core.data.groups spec: "eye-pair", "person", "prefix",
+    # "regex:...", "csv:PATH", "folder"; "" = none) stay on one side of every split
+    groups: str = ""
+    resplit: bool = False  # ignore the dataset's own train/val/test folders and split again by group
     early_stopping_patience: int = 5  # 0 disables
     monitor: str = "val_loss"
     device: str = "auto"  # auto | cpu | cuda | mps

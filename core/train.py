@@ -224,9 +224,17 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise DataError(errors[0].message + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""))
+    groups = None
+    if config.groups:
+        from core.data.groups import assign_groups, group_leak
+
+        groups = assign_groups(df, config.groups)
+        if not config.resplit:
+            findings += group_leak(df, groups)
     for finding in findings:
         log.warning("data check (%s): %s", finding.severity, finding.message)
-    df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed)
+    df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed, groups=groups,
+                       resplit=config.resplit)
     df.to_csv(run_dir / runs.SPLITS_FILE, index=False)
     usable = df[df["readable"].astype(bool) & (df["split"] != "")]
     class_names = sorted(usable["label"].unique())

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS
-from ui import copy_review, data_ops, state
+from ui import copy_review, data_ops, groups_ui, state
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import has, t
 from ui.media import photo_grid, thumbnail
@@ -141,11 +141,12 @@ if labels:
             photo_grid(paths, limit=12)
             st.caption(t("data.class_total", n=int((df["label"] == label).sum())))
 
-# ---- 5. split ------------------------------------------------------------------------------------------
+# ---- 5. photos that belong together (patients), then the split -----------------------------------------
+groups_ui.groups_section(project, df)
 st.subheader(t("data.split_title"))
 st.caption(t("data.split_help"))
 split = project.get("split", {})
-already_split = df["split"].ne("").all()
+already_split = df["split"].ne("").all() and not project.get("resplit")
 if already_split:
     st.info(t("data.split_existing"), icon=":material/info:")
 cols = st.columns(2)
@@ -163,7 +164,8 @@ if val_fraction + test_fraction >= 0.9:
 if test_fraction == 0 and not already_split:
     st.caption(t("data.no_test_note"))
 with guard("split"):
-    table = data_ops.split_preview(df, val_fraction, test_fraction, int(split.get("seed", 0)))
+    table = data_ops.split_preview(df, val_fraction, test_fraction, int(split.get("seed", 0)),
+                                   groups=groups_ui.current_groups(project, df), resplit=bool(project.get("resplit")))
     st.dataframe(table, key="data_split_table")
 
 # ---- 6. augmentation preview -------------------------------------------------------------------------

@@ -8,16 +8,22 @@ import streamlit as st
 
 from core import figures
 from core.runs import load_run
-from ui import explain_ui, operating_point_ui
+from ui import estimate_ui, explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t
 from ui.media import thumbnail
 from ui.safe_text import md, plotly as plotly_text
-from ui.run_pick import pick_run
+from ui.run_pick import pick_run, trained_runs
 
 frame()
 page_header("eval.title", "eval.purpose")
 project = require_project()
+# The estimate comes from the photos alone, so it needs no trained run: first on the page
+# while there is none to evaluate, after the run's own figures once there is.
+estimate_first = bool(project.get("data_path")) and not trained_runs(project)
+if estimate_first:
+    estimate_ui.estimate_section(project)
+    st.divider()
 run_dir = pick_run(project, key="eval_run")
 
 run = None
@@ -120,4 +126,7 @@ else:
                 st.image(image, caption=caption, width="stretch")
 
 st.divider()
+if project.get("data_path") and not estimate_first:
+    estimate_ui.estimate_section(project)
+    st.divider()
 next_step("test", "eval.next")

@@ -6,7 +6,7 @@ import logging
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS, STRATEGIES, recommend_strategy
-from ui import model_info, state
+from ui import estimate_ui, model_info, state
 from ui.components import frame, guard, next_step, page_header, require_data, require_project
 from ui.i18n import t
 
@@ -68,6 +68,9 @@ with guard("backbones"):
 # ---- freeze strategy ---------------------------------------------------------------------------
 st.subheader(t("model.strategy_title"), help=t("help.freeze"))
 recommended, _reason = recommend_strategy(n_train)
+photo_advice = estimate_ui.photo_advice(project)  # from the photos themselves, when they were probed
+if photo_advice:
+    recommended = photo_advice["strategy"]
 current = model.get("strategy") or recommended
 strategy = st.radio(
     t("model.strategy_label"), STRATEGIES, index=STRATEGIES.index(current),
@@ -75,9 +78,18 @@ strategy = st.radio(
     captions=[t(f"strategy.{s}.help") for s in STRATEGIES], help=t("help.freeze"),
     **state.bind("model_strategy", "model/strategy"),
 )
-st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
-          reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
+if photo_advice:
+    estimate_ui.advice_note(photo_advice)
+else:
+    st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
+              reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
+    estimate_ui.advice_button(project)
 model["strategy"] = strategy
+# The photos recipe (core.advice) goes with the strategy they called for; written field-wise.
+wants_recipe = bool(photo_advice) and strategy == recommended
+if wants_recipe != bool(model.get("recipe")):
+    model["recipe"] = estimate_ui.recipe_for(strategy) if wants_recipe else None
+    state.change_fields(project, {"model/strategy": strategy, "model/recipe": model["recipe"]})
 
 # ---- advanced settings ---------------------------------------------------------------------------
 with st.expander(t("model.advanced_title"), expanded=False, icon=":material/tune:"):

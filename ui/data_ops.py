@@ -129,12 +129,14 @@ def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:
     return len(dropped)
 
 
-def split_preview(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.DataFrame:
-    """Photos per class and split, as the engine will split them."""
+def split_preview(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+                  groups: pd.Series | None = None, resplit: bool = False) -> pd.DataFrame:
+    """Photos per class and split, as the engine will split them (by patient group when given)."""
     from core.data.split import assign_splits
 
     usable = df[df["readable"]] if "readable" in df.columns else df
-    split = assign_splits(usable, val_fraction, test_fraction, seed)
+    split = assign_splits(usable, val_fraction, test_fraction, seed,
+                          groups=groups[usable.index] if groups is not None else None, resplit=resplit)
     table = split.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
     table = table.reindex(columns=[c for c in ("train", "val", "test") if c in table.columns])
     table = table.rename(columns={c: t(f"split.{c}") for c in table.columns})

@@ -122,4 +122,20 @@ def build_config(project: dict[str, Any], df: pd.DataFrame):
         positive_class=settings.get("positive_class") or None,
         target_sensitivity=float(settings.get("target_sensitivity", 0.95)),
         run_name=project.get("name"),
-    )
+        groups=project.get("groups") or "",
+        resplit=bool(project.get("resplit")),
+    ).replace(**_recipe(model, settings))
+
+
+def _recipe(model: dict[str, Any], settings: dict[str, Any]) -> dict:
+    """The auto recipe (core.advice) when the person kept the strategy the photos called for;
+    epochs and learning rate the person set on the Model page win."""
+    recipe = dict(model.get("recipe") or {})
+    if not recipe or recipe.get("strategy") != model.get("strategy"):
+        return {}
+    recipe.pop("strategy", None)
+    if "epochs" in settings and int(settings["epochs"]) != 15:
+        recipe.pop("epochs", None)
+    if settings.get("lr") is not None:
+        recipe.pop("lr", None)
+    return recipe

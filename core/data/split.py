@@ -10,6 +10,8 @@ import logging
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from core.data.validate import duplicate_groups
 from core.errors import DataError
@@ -20,8 +22,12 @@ SPLITS = ("train", "val", "test")
 
 
 def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: float = 0.0,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, groups: pd.Series | None = None, resplit: bool = False) -> pd.DataFrame:
     """A copy of df with the `split` column filled in.
+
+    groups: patient group per row (core.data.groups.assign_groups; "" = on its own): each
+    group stays on one side, together with the copy groups. resplit: ignore the split the
+    folders ship with (e.g. after a group_leak finding) and split again.
 
     * Unreadable rows get split "" (left out).
     * Splits already present (a train/val folder layout) are kept; when there is train but no
@@ -34,12 +40,16 @@ def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: fl
     out.attrs = dict(df.attrs)
     readable = out["readable"].astype(bool)
     out.loc[~readable, "split"] = ""
+    if resplit:
+        out.loc[readable, "split"] = ""
     existing = set(out.loc[readable, "split"]) - {""}
     if "val" in existing:
         return out
     pool = readable & (out["split"] == "train") if "train" in existing else readable
     test = 0.0 if existing else test_fraction
-    out.loc[pool, "split"] = _split_rows(out[pool], val_fraction, test, seed)
+    patient = groups.reindex(out.index) if groups is not None else None
+    out.loc[pool, "split"] = _split_rows(out[pool], val_fraction, test, seed,
+                                         patient[pool] if patient is not None else None)
     logger.info("split %s", out.loc[readable, "split"].value_counts().to_dict())
     return out
 
@@ -50,9 +60,30 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
                         "between 0 and 1 and leave photos for training: choose smaller fractions")
 
 
-def _split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int) -> pd.Series:
+def split_groups(rows: pd.DataFrame, patient: pd.Series | None = None) -> pd.Series:
+    """One id per row: the union of the copy groups (validate.duplicate_groups) and the patient
+    groups (a named group joins all its photos; "" joins nothing). Used by splits and folds."""
+    copies = duplicate_groups(rows)
+    if patient is None or not (patient.reindex(rows.index).fillna("") != "").any():
+        return copies
+    n = len(rows)
+    named = patient.reindex(rows.index).fillna("").astype(str).to_numpy()
+    ids = pd.Series(np.arange(n))
+    first_of_patient = ids.groupby(named).transform("first").to_numpy()
+    keep = named != ""
+    edge_i = np.concatenate([np.arange(n), first_of_patient[keep]])
+    # row i joins the node of its copy group (nodes n.. n+max), and the first row of its patient
+    edge_j_nodes = np.concatenate([n + copies.to_numpy(), np.arange(n)[keep]])
+    size = n + int(copies.max()) + 1
+    graph = coo_matrix((np.ones(len(edge_i), dtype=np.int8), (edge_i, edge_j_nodes)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    return pd.Series(labels[:n], index=rows.index, name="group")
+
+
+def _split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
+                patient: pd.Series | None = None) -> pd.Series:
     """Split per row; groups are shuffled per class (the class of a group = its most common label)."""
-    groups = duplicate_groups(rows)
+    groups = split_groups(rows, patient)
     table = pd.DataFrame({"group": groups, "label": rows["label"], "path": rows["path"]})
     per_group = table.groupby("group").agg(
         label=("label", lambda s: s.value_counts().index[0]), size=("path", "size"), first=("path", "min"))

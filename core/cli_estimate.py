@@ -1,0 +1,66 @@
+"""`latih estimate PATH`: repeated cross-validation and a learning curve on frozen features,
+and the strategy advice `latih train` uses when --strategy is not given."""
+from __future__ import annotations
+
+import json
+import os
+
+
+def add_estimate(commands, common) -> None:
+    estimate = commands.add_parser(
+        "estimate", parents=[common], help="how good a model these photos can give (cross-validation with "
+        "95%% intervals) and whether more photos would help (learning curve)")
+    estimate.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
+    estimate.add_argument("--groups", default="", metavar="SPEC",
+                          help="photos that belong together stay in one fold: eye-pair, person, prefix, folder, "
+                               "regex:EXPR or csv:FILE (columns file,group)")
+    estimate.add_argument("--folds", type=int, default=5, help="folds per repeat (default 5)")
+    estimate.add_argument("--repeats", type=int, default=3, help="repeats of the k-fold (default 3)")
+    estimate.add_argument("--no-curve", action="store_true", help="skip the learning curve")
+    estimate.add_argument("--backbone", default=None, help="pretrained model whose frozen features are used")
+    estimate.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    estimate.set_defaults(func=cmd_estimate)
+
+
+def cmd_estimate(args) -> int:
+    from core.config import DEFAULT_BACKBONE
+    from core.errors import LatihError
+    from core.estimate import estimate, summary_lines
+
+    if not 2 <= args.folds <= 20 or not 1 <= args.repeats <= 20:
+        raise LatihError("--folds must be between 2 and 20 and --repeats between 1 and 20")
+    result = estimate(args.path, args.groups, args.backbone or DEFAULT_BACKBONE, args.folds, args.repeats,
+                      curve=not args.no_curve, workspace=os.environ.get("LATIH_WORKSPACE"))
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print("\n".join(summary_lines(result)))
+    return 0
+
+
+def wants_auto(args) -> bool:
+    """`latih train` without --strategy (and none in --config), or with --strategy auto."""
+    from pathlib import Path
+
+    if getattr(args, "strategy", None) is not None:
+        return args.strategy == "auto"
+    return not (args.config and "strategy" in json.loads(Path(args.config).read_text(encoding="utf-8")))
+
+
+def auto_strategy(config, explicit: dict | None = None, to_stderr: bool = False):
+    """The config with the strategy the photos call for (core.advice); prints choice and reason
+    (on stderr when stdout carries --json). Settings the user gave (explicit) win over the recipe."""
+    import sys
+
+    from core.advice import minutes, recommend_for_config
+
+    advice = recommend_for_config(config, workspace=os.environ.get("LATIH_WORKSPACE"))
+    if advice is None:  # the photos cannot be trained on: train() says why
+        return config, None
+    print(f"strategy (auto): {advice.strategy}: {advice.reason} Expected time {minutes(advice.expected_seconds)} "
+          f"(probe {advice.probe_accuracy * 100:.1f}%, familiarity {advice.familiarity * 100:.0f}%).",
+          file=sys.stderr if to_stderr else sys.stdout, flush=True)
+    chosen = advice.apply(config).replace(**(explicit or {}))
+    if not chosen.notes:
+        chosen = chosen.replace(notes=f"strategy chosen automatically: {advice.reason}")
+    return chosen, advice

@@ -1,0 +1,228 @@
+"""The "Estimate" action: how good a model these photos can give, with intervals, and whether
+more photos would help. Runs on cached frozen features (core.features), so it takes seconds
+to a minute once the features exist; the first time it also pays one forward pass per photo.
+
+    result = estimate(data_path, groups="eye-pair")     # dict, also what `latih estimate --json` prints
+    job = start(data_path, groups, workspace)           # the same in a background process (the app)
+    read_job(job)                                        # {"state", "message", "progress", "result"}
+
+A fine-tuned cross-validation costs one full training per fold: `estimate` states that cost
+(from core.backbones.estimate_cost) rather than running it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.config import DEFAULT_BACKBONE
+from core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+RESULT_FILE = "estimate.json"
+REQUEST_FILE = "request.json"
+
+
+def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE, n_splits: int = 5,
+             n_repeats: int = 3, draws: int = 5, curve: bool = True, workspace=None, seed: int = 0,
+             progress: Callable[[str, int, int], None] | None = None, device: str = "auto") -> dict:
+    from core.backbones import estimate_cost
+    from core.cross_validation import cross_validate, fine_tune_cost
+    from core.data.groups import assign_groups
+    from core.data.ingest import scan
+    from core.data.split import split_groups
+    from core.features import familiarity, frozen_features
+    from core.learning_curve import forecast_check, learning_curve
+
+    started = time.perf_counter()
+    df = scan(data_path, workspace=workspace)
+    rows = df[df["readable"].astype(bool)].reset_index(drop=True)
+    rows.attrs = dict(df.attrs)
+    if rows.empty:
+        raise DataError(f"no readable photos in {data_path}: add photos in one folder per class")
+    class_names = sorted(rows["label"].astype(str).unique())
+    labels = rows["label"].astype(str).map({c: i for i, c in enumerate(class_names)}).to_numpy()
+    patient = assign_groups(rows, groups) if groups else None
+    fold_groups = split_groups(rows, patient).to_numpy()
+    say = progress or (lambda task, done, total: None)
+    t0 = time.perf_counter()
+    frozen = frozen_features(rows, backbone, workspace, progress=lambda d, t: say("features", d, t), device=device)
+    features_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cv = cross_validate(frozen.features, labels, fold_groups, class_names, n_splits, n_repeats, seed,
+                        progress=lambda d, t: say("folds", d, t))
+    cv_s = time.perf_counter() - t0
+    result = {"data_path": str(data_path), "groups": groups, "backbone": backbone, "classes": class_names,
+              "n_photos": int(len(rows)), "n_groups": int(len(np.unique(fold_groups))),
+              "familiarity": round(familiarity(frozen.imagenet_probs), 4),
+              "cross_validation": cv.to_dict(), "seconds": {"features": round(features_s, 1), "cv": round(cv_s, 1)}}
+    if curve:
+        t0 = time.perf_counter()
+        lc = learning_curve(frozen.features, labels, fold_groups, draws=draws, seed=seed,
+                            progress=lambda d, t: say("curve", d, t))
+        result["learning_curve"] = lc.to_dict()
+        result["forecast_check"] = forecast_check(lc)
+        result["seconds"]["curve"] = round(time.perf_counter() - t0, 1)
+    from core.advice import FINE_TUNE_RECIPE, decide, training_count
+
+    n_train = training_count(rows)
+    strategy, code, reason = decide(cv.accuracy.mean, result["familiarity"], n_train)
+    result["advice"] = {"strategy": strategy, "code": code, "reason": reason, "probe": cv.accuracy.mean,
+                        "familiarity": result["familiarity"], "n_train": n_train,
+                        "expected_seconds": estimate_cost(backbone, strategy, len(rows),
+                                                          epochs=FINE_TUNE_RECIPE["epochs"] if strategy == "full" else 15)["seconds"]}
+    one_training = estimate_cost(backbone, "full", int(len(rows) * (1 - 1 / max(2, cv.n_splits))),
+                                 epochs=FINE_TUNE_RECIPE["epochs"],
+                                 val_fraction=0.0)["seconds"]
+    result["fine_tune_cv_cost"] = fine_tune_cost(one_training, cv.n_splits, n_repeats)
+    result["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def summary_lines(result: dict) -> list[str]:
+    """The estimate in plain lines (CLI text output)."""
+    cv = result["cross_validation"]
+
+    def iv(d):
+        return "n/a" if d is None else f"{d['mean'] * 100:.1f}% (95% interval {d['low'] * 100:.1f} to {d['high'] * 100:.1f})"
+
+    lines = [f"{result['n_photos']:,} photos, {len(result['classes'])} classes, {result['n_groups']:,} groups; "
+             f"frozen {result['backbone']} features",
+             f"cross-validation {cv['n_splits']} folds x {cv['n_repeats']} repeats (linear probe):",
+             f"  accuracy           {iv(cv['accuracy'])}",
+             f"  balanced accuracy  {iv(cv['balanced_accuracy'])}",
+             f"  AUC                {iv(cv['auc'])}",
+             f"  folds range {cv['fold_spread']['min'] * 100:.1f}% to {cv['fold_spread']['max'] * 100:.1f}% "
+             f"(std {cv['fold_spread']['std'] * 100:.1f} points)"]
+    for name, recall in cv["per_class_recall"].items():
+        lines.append(f"  recall {name}: {iv(recall)}")
+    lc = result.get("learning_curve")
+    if lc:
+        lines.append("learning curve (share of training photos: accuracy):")
+        for p in lc["points"]:
+            lines.append(f"  {p['fraction'] * 100:>3.0f}% ({p['n_train']:.0f} photos): {p['accuracy'] * 100:.1f}% "
+                         f"({p['low'] * 100:.1f} to {p['high'] * 100:.1f})")
+        if lc.get("forecast"):
+            lines.append(lc["forecast"]["sentence"])
+    advice = result.get("advice")
+    if advice:
+        lines.append(f"recommended strategy: {advice['strategy']}: {advice['reason']}")
+    cost = result["fine_tune_cv_cost"]
+    lines.append(f"a fine-tuned cross-validation would need {cost['trainings']} trainings, about "
+                 f"{cost['seconds'] / 60:.0f} min on this kind of machine")
+    lines.append(f"took {result['seconds']['total']:.1f} s")
+    return lines
+
+
+# ---------------------------------------------------------------- background job
+def job_dir(data_path: str, groups: str = "", workspace=None) -> Path:
+    from core.workspace import subdir
+
+    key = hashlib.sha1(f"{Path(data_path).expanduser().resolve()}|{groups}".encode()).hexdigest()[:12]
+    return subdir("estimates", workspace) / key
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return None
+
+
+def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n_repeats: int = 3) -> Path:
+    """Run `estimate` in a background process; returns its folder (poll with read_job)."""
+    folder = job_dir(data_path, groups, workspace)
+    folder.mkdir(parents=True, exist_ok=True)
+    current = read_job(folder)
+    if current["state"] == "running":
+        return folder
+    _write(folder / REQUEST_FILE, {"data_path": str(data_path), "groups": groups, "n_splits": n_splits,
+                                   "n_repeats": n_repeats, "workspace": str(workspace) if workspace else None})
+    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "started": time.time()})
+    (folder / RESULT_FILE).unlink(missing_ok=True)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(folder / "estimate.log", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "core.estimate", str(folder)], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True,
+                                close_fds=True)
+    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": proc.pid, "started": time.time()})
+    log.info("estimate started in %s (pid %d)", folder, proc.pid)
+    return folder
+
+
+def read_job(folder: Path) -> dict:
+    folder = Path(folder)
+    status = _read(folder / STATUS_FILE) or {"state": "none", "message": ""}
+    if status.get("state") == "running" and status.get("pid") and not _alive(int(status["pid"])):
+        status = {"state": "failed", "message": "the estimate stopped unexpectedly; see estimate.log"}
+    status["result"] = _read(folder / RESULT_FILE) if status.get("state") == "done" else None
+    return status
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a finished child of this process stays a zombie until reaped: that is not alive
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def _worker(folder: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    request = _read(folder / REQUEST_FILE) or {}
+    status_path = folder / STATUS_FILE
+
+    def progress(task: str, done: int, total: int) -> None:
+        _write(status_path, {"state": "running", "message": f"{task}: {done}/{total}", "pid": os.getpid(),
+                             "progress": done / max(total, 1), "task": task})
+
+    from core.errors import LatihError
+
+    try:
+        result = estimate(request["data_path"], request.get("groups", ""), n_splits=request.get("n_splits", 5),
+                          n_repeats=request.get("n_repeats", 3), workspace=request.get("workspace"),
+                          progress=progress)
+    except LatihError as exc:
+        _write(status_path, {"state": "failed", "message": str(exc)})
+        return 2
+    except Exception as exc:  # a bug: the traceback goes to estimate.log, the page gets one line
+        log.exception("estimate failed")
+        _write(status_path, {"state": "failed", "message": f"the estimate failed ({type(exc).__name__}); see estimate.log"})
+        return 1
+    _write(folder / RESULT_FILE, result)
+    _write(status_path, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(Path(sys.argv[1])))
+
+
+__all__ = ["estimate", "summary_lines", "start", "read_job", "job_dir"]
