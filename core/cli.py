@@ -5,6 +5,7 @@
     latih predict RUN PHOTOS...      label new photos with a trained run
     latih runs                       list the runs of the workspace
     latih repeat RUN                 train again from a run's saved settings
+    latih serve [--lan]              start the app (--lan: field mode for phones, HTTPS + password)
     latih export RUN                 (when core.export is installed)
 
 Bad input ends with ONE line `error: <what to do>` and exit status 2; never a traceback.
@@ -58,6 +59,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     _add_predict(commands, common)
     _add_runs(commands, common)
     _add_repeat(commands, common)
+    from core.cli_serve import add_serve_command
+
+    add_serve_command(commands, common)
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser

@@ -61,6 +61,7 @@ class Action:
     source: str = "user"  # user | suggestion | camera | import
     target: str | None = None  # undo: the action taken back
     time: float = 0.0
+    labels: list[str] = field(default_factory=list)  # accept: one class per path (else `label` for all)
 
     def to_json(self) -> str:
         data = {k: v for k, v in self.__dict__.items() if v not in (None, [], "")}
@@ -121,6 +122,15 @@ class LabelLog:
         label = check_class_name(label)
         return self._append(self._new("label", paths, label, source))
 
+    def accept(self, suggestions: dict[str, str]) -> Action:
+        """Many photos, each with its own (suggested) class, as ONE action: one undo takes it back."""
+        if not suggestions:
+            raise LabelError("no suggestions to accept")
+        paths = list(suggestions)
+        action = self._new("label", paths, source="suggestion")
+        action.labels = [check_class_name(suggestions[p]) for p in paths]
+        return self._append(action)
+
     def skip(self, paths: Iterable[str] | str) -> Action:
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         return self._append(self._new("skip", paths))
@@ -178,12 +188,16 @@ class LabelLog:
         for action in live:
             if action.label and action.label not in classes and action.action in ("class", "label"):
                 classes.append(action.label)
-            for path in action.paths:
+            for name in action.labels:
+                if name not in classes:
+                    classes.append(name)
+            for i, path in enumerate(action.paths):
                 labels.pop(path, None)
                 sources.pop(path, None)
                 status.pop(path, None)
                 if action.action == "label":
-                    status[path], labels[path], sources[path] = LABELLED, action.label, action.source
+                    name = action.labels[i] if action.labels else action.label
+                    status[path], labels[path], sources[path] = LABELLED, name, action.source
                 elif action.action == "skip":
                     status[path] = SKIPPED
                 elif action.action == "unsure":

@@ -51,8 +51,10 @@ def test_undo_takes_back_one_action_at_a_time_even_a_bulk_one(tmp_path, loose):
     log = LabelLog(tmp_path / "project")
     log.label(photos[0], "ant")
     log.label(photos[0], "bee")  # changed my mind
-    log.label(photos[1:5], "ant", source="suggestion")  # bulk accept
-    assert len(log.state().labels) == 5
+    log.accept({photos[1]: "ant", photos[2]: "bee", photos[3]: "ant", photos[4]: "bee"})  # bulk accept
+    state = log.state()
+    assert len(state.labels) == 5 and state.labels[photos[2]] == "bee"
+    assert state.sources[photos[3]] == "suggestion" and state.sources[photos[0]] == "user"
     undone = log.undo()
     assert undone.paths == photos[1:5]
     assert log.state().labels == {photos[0]: "bee"}

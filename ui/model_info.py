@@ -112,6 +112,10 @@ def training_data_path(project: dict[str, Any]) -> str:
         return str(root)
     df = state.load_files_table(project)
     digest = hashlib.sha1("\n".join(excluded).encode()).hexdigest()[:10]
+    if root.is_file():  # labels.csv (Label page): the same table without the excluded photos
+        target = state.project_dir(project["id"]) / f"training-labels-{digest}.csv"
+        df[["path", "label"]].to_csv(target, index=False)
+        return str(target)
     target = state.project_dir(project["id"]) / f"training-data-{digest}"
     if target.is_dir():
         return str(target)
