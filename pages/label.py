@@ -95,7 +95,7 @@ with left:
         st.dataframe({t("label.col_class"): list(counts), t("label.col_count"): list(counts.values())},
                      hide_index=True, key="label_counts")
     with st.form("label_class_form", clear_on_submit=True, border=False):
-        cols = st.columns([3, 1], vertical_alignment="bottom")
+        cols = st.columns([3, 2], vertical_alignment="bottom")
         new_name = cols[0].text_input(t("label.new_class"), key="label_new_class",
                                       placeholder=t("label.new_class_placeholder"))
         if cols[1].form_submit_button(t("label.add_class"), key="label_add_class"):
@@ -164,7 +164,7 @@ def _keys(path: str, hint) -> None:
     """Class buttons 1-9 (keyboard keys), skip (S) and unsure (U) for `path`."""
     buttons = st.columns(min(len(classes), 9) + 2) if classes else st.columns(2)
     for i, name in enumerate(classes[:9]):
-        buttons[i].button(f"{i + 1} · {labelling.plain(name)}", key=f"label_class_{i}", shortcut=str(i + 1),
+        buttons[i].button(labelling.plain(name), key=f"label_class_{i}", shortcut=str(i + 1),
                           on_click=_do, args=("label", [path], name), width="stretch",
                           type="primary" if hint and hint[0] == name else "secondary")
     buttons[-2].button(t("label.skip"), key="label_skip", shortcut="S", on_click=_do, args=("skip", [path]),
@@ -175,6 +175,19 @@ def _keys(path: str, hint) -> None:
         st.caption(t("label.no_classes"))
 
 
+def _large(path: str, side: int = 1024):
+    """The photo at up to `side` px for the one-photo view (decoded each time: not kept in memory)."""
+    from core.data.ingest import load_image
+
+    try:
+        image = load_image(path, draft_size=side)
+    except LatihError as exc:
+        log.info("cannot show %s: %s", path, exc)
+        return None
+    image.thumbnail((side, side))
+    return np.asarray(image)
+
+
 def _hint_text(hint) -> str:
     return t("label.suggested", name=hint[0], p=f"{hint[1]:.0%}") if hint else t("label.no_suggestion")
 
@@ -183,7 +196,7 @@ if mode == "one":
     with st.container(border=True, key="label_one"):
         _keys(photo, hint)
         zoom = st.slider(t("label.zoom"), 1.0, 4.0, 1.0, 0.5, key="label_zoom")
-        image = thumbnail(photo, 1024)
+        image = _large(photo)
         if image is not None and zoom > 1:
             h, w = image.shape[:2]
             ch, cw = int(h / zoom), int(w / zoom)

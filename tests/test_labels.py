@@ -130,3 +130,16 @@ def test_bad_csv_is_a_one_line_data_error(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(DataError, match=message):
         ingest.scan(path)
+
+
+def test_latih_data_check_reads_labels_csv(tmp_path, loose, capsys):
+    from core.cli import main
+
+    photos = sorted(str(p) for p in loose.rglob("*.jpg"))
+    log = LabelLog(tmp_path / "project")
+    log.label(photos[:3], "ant")
+    log.label(photos[3:], "bee")
+    csv_path = write_training_csv(log.state(), tmp_path / "project" / "labels.csv")
+    main(["data", "check", str(csv_path), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["photos"] == 6 and report["counts"] == {"unsplit": {"ant": 3, "bee": 3}}

@@ -198,7 +198,8 @@ def suggestions(project: dict[str, Any], current: LabelState, photos: pd.DataFra
     found = active.read_suggestions(folder)
     status = active.refresh_status(folder)
     version = labels_version(current)
-    if (found is None or found.get("version") != version) and not (status["running"] and status["version"] == version):
+    tried = status["version"] == version and (status["running"] or status["error"])  # no retry loop on failure
+    if (found is None or found.get("version") != version) and not tried:
         if len(photos):
             active.start_refresh(folder, photos, current.labels, version, backbone(project))
             status = active.refresh_status(folder)
