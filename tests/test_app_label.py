@@ -223,3 +223,17 @@ def test_password_hash_and_certificate(tmp_path):
     assert ips == ["127.0.0.2"]
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert field.ensure_certificate("127.0.0.2") == (cert, key)  # made once
+
+
+def test_excluded_photos_leave_the_labels_training_source(tmp_path, make_image):
+    from core.data.ingest import scan
+    from ui import labelling, model_info, state
+
+    project = state.new_project("Excl", language="en")
+    paths = [labelling.save_camera_photo(state.load_project(project["id"]),
+                                         make_image(tmp_path / f"s{i}.png", seed=i).read_bytes(), "leaf", ".png")
+             for i in range(3)]
+    project = state.update_project(state.load_project(project["id"]), excluded=[str(paths[0])])
+    source = model_info.training_data_path(project)
+    assert source.endswith(".csv") and source != project["data_path"]
+    assert sorted(scan(source)["path"]) == sorted(str(p) for p in paths[1:])
