@@ -187,7 +187,8 @@ def refresh(folder: str | os.PathLike, pool: pd.DataFrame, labels: dict[str, str
     """
     started = time.time()
     usable = pool[pool["readable"].astype(bool)].drop_duplicates("path").reset_index(drop=True)
-    labelled = [p for p in labels if p in set(usable["path"])]
+    known = set(usable["path"])
+    labelled = [p for p in labels if p in known]
     features = photo_features(usable, backbone, workspace, progress)
     index = {p: i for i, p in enumerate(usable["path"])}
     x_lab = features[[index[p] for p in labelled]] if labelled else np.zeros((0, features.shape[1]), np.float32)

@@ -1,6 +1,7 @@
 """Label: sort unsorted photos into classes, with the model's suggestions and keyboard keys."""
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import numpy as np
@@ -149,6 +150,8 @@ mode = cols[0].segmented_control(t("label.mode"), ["one", "grid"], default="one"
 cols[1].button(t("label.undo"), key="label_undo", shortcut="Z", on_click=_do, args=("undo",),
                disabled=current.undoable is None, icon=":material/undo:")
 st.caption(t("label.keys"))
+if (found or {}).get("order"):
+    st.caption(t("label.order_note"))
 
 if not todo:
     st.success(t("label.all_done"), icon=":material/check_circle:")
@@ -223,7 +226,7 @@ else:
             else:
                 st.image(thumb, caption=path.rsplit("/", 1)[-1], width="stretch")
             st.text(_hint_text(suggested.get(path)))
-            key = "label_pick_" + labelling.hashlib.sha1(path.encode()).hexdigest()[:10]
+            key = "label_pick_" + hashlib.sha1(path.encode()).hexdigest()[:10]
             st.selectbox(t("label.pick_label"), options, key=key, label_visibility="collapsed",
                          format_func=lambda o: names.get(o, o), on_change=_grid_pick, args=(path, key))
     if len(todo) > GRID:
