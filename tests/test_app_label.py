@@ -148,6 +148,9 @@ def test_grid_mode_picker_and_bad_class_name(phone):
     assert any("slash" in e.value for e in at.error), [e.value for e in at.error]
     at.text_input(key="label_new_class").input("red")
     at.button(key="label_add_class").click().run()
+    at.slider(key="label_zoom").set_value(2.0).run()  # the centre, enlarged
+    _ok(at, "zoom")
+    assert at.get("image")[0].proto.imgs[0].caption.startswith("IMG_")
     at.segmented_control(key="label_mode").set_value("grid").run()
     _ok(at, "grid")
     pickers = [s for s in at.selectbox if s.key and s.key.startswith("label_pick_")]
