@@ -126,6 +126,12 @@ def _wait_for_model() -> None:
     st.caption(t("label.model_working", done=done, total=total) if total else t("label.model_working_short"))
 
 
+if found is not None:
+    # Which labels the suggestions, the order and the bulk accept below come from: the newest
+    # labels, or an older round while the model catches up (so a person, and a test, can tell).
+    fresh = found.get("version") == labelling.labels_version(current)
+    with st.container(key="label_basis"):
+        st.caption(t("label.basis" if fresh else "label.basis_old", n=int(found.get("n_labels") or 0)))
 if status["running"]:
     _wait_for_model()
 elif status.get("error"):

@@ -115,6 +115,10 @@ def test_label_page_keys_undo_suggestions_and_bulk_accept(phone):
     at.run()
     found = active.read_suggestions(labelling.labels_dir(project))
     assert found["ready"] and len(found["suggestions"]) == 24 - len(labels.state().labels)
+    # the page says the suggestions (and so the bulk accept below) come from all the labels so far
+    n_labels = len(labels.state().labels)
+    assert found["version"] == labelling.labels_version(labels.state()) and found["n_labels"] == n_labels
+    assert EN["label.basis"].format(n=n_labels) in [c.value for c in at.caption]
     right = sum(found["suggestions"][p][0] == _truth(p) for p in found["suggestions"])
     assert right / len(found["suggestions"]) >= 0.9, found["suggestions"]
     assert found["cv"]["accuracy"] >= 0.8 and found["curve"]
@@ -126,9 +130,12 @@ def test_label_page_keys_undo_suggestions_and_bulk_accept(phone):
     after = labels.state()
     assert len(after.labels) > n_before and accept is not None
     assert all(after.sources[p] == "suggestion" for p in after.labels if p not in seen)
+    expected = {p: c for p, (c, conf) in found["suggestions"].items() if conf >= 0.6}
+    assert {p: c for p, c in after.labels.items() if after.sources[p] == "suggestion"} == expected
     # one undo takes the whole bulk accept back
     at.button(key="label_undo").click().run()
     assert len(labels.state().labels) == n_before
+    assert not active.wait_refresh(labelling.labels_dir(project), timeout=TIMEOUT)["running"]  # none outlives the test
 
     # the project trains from labels.csv; the photos were never touched
     project = state.load_project(project["id"])
