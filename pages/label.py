@@ -120,7 +120,8 @@ def _wait_for_model() -> None:
     from core import active
 
     now = active.refresh_status(labelling.labels_dir(project))
-    if not now["running"]:
+    on_disk = active.read_suggestions(labelling.labels_dir(project)) or {}
+    if not now["running"] or on_disk.get("version") != (found or {}).get("version"):
         st.rerun(scope="app")
     done, total = now["progress"]
     st.caption(t("label.model_working", done=done, total=total) if total else t("label.model_working_short"))
@@ -132,7 +133,8 @@ if found is not None:
     fresh = found.get("version") == labelling.labels_version(current)
     with st.container(key="label_basis"):
         st.caption(t("label.basis" if fresh else "label.basis_old", n=int(found.get("n_labels") or 0)))
-if status["running"]:
+stale = found is None or found.get("version") != labelling.labels_version(current)
+if status["running"] or (stale and not status.get("error")):
     _wait_for_model()
 elif status.get("error"):
     st.warning(t("label.model_failed", error=status["error"]), icon=":material/warning:")

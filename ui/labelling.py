@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_KIND = "labels"
 CAMERA_DIR = "camera"
+QUICK_ROUND_S = 3.0  # a page waits this long for a suggestion round before polling it instead
 
 
 def plain(text: str) -> str:
@@ -203,6 +204,13 @@ def suggestions(project: dict[str, Any], current: LabelState, photos: pd.DataFra
         if len(photos):
             active.start_refresh(folder, photos, current.labels, version, backbone(project))
             status = active.refresh_status(folder)
+    if status["running"] and status["version"] == version:
+        # Why: once the features are cached a round takes well under a second; waiting that long
+        # shows the next photo from the order for the labels just given (not from an older round,
+        # depending on which finished first). A longer round (the first one reads every photo)
+        # goes on in the background and the page polls it.
+        status = active.wait_refresh(folder, timeout=QUICK_ROUND_S)
+        found = active.read_suggestions(folder)
     return found, status
 
 
