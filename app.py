@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` from another folder
 
 import streamlit as st  # noqa: E402
 
-from ui import components, state  # noqa: E402
+from ui import access, components, state  # noqa: E402
 from ui.i18n import t  # noqa: E402
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -37,7 +37,9 @@ pages = [st.Page(_landing, title=t("nav.home"), url_path="start", default=True, 
     st.Page(str(ROOT / path), title=t(key), icon=icon, url_path=url)
     for path, key, icon, url in components.PAGES
 ]
-page = st.navigation(pages, position="sidebar")
+# Field mode (`latih serve --lan`): no page and no navigation before the password.
+page = st.navigation(pages, position="sidebar" if access.unlocked() else "hidden")
+access.gate()
 components.sidebar()
 state.sync_query_params()
 page.run()

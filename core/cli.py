@@ -8,6 +8,7 @@
     latih repeat RUN                 train again from a run's saved settings
     latih resume RUN                 continue a run that stopped, from its last epoch
     latih threshold RUN [VALUE]      show or move a screening run's threshold
+    latih serve [--lan]              start the app (--lan: field mode for phones, HTTPS + password)
     latih export RUN                 (when core.export is installed)
 
 Bad input ends with ONE line `error: <what to do>` and exit status 2; never a traceback.
@@ -70,6 +71,9 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     from core.cli_estimate import add_estimate
 
     add_estimate(commands, common)
+    from core.cli_serve import add_serve_command
+
+    add_serve_command(commands, common)
     if argv is None or _mentions_export(argv):
         _add_export(commands)
     return parser

@@ -59,6 +59,11 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
                 data_ops.read_source(project, Path(folder_path.strip()).expanduser(), "folder")
                 st.rerun()
 
+# ---- unsorted photos and the camera (issue 10): into a class or into the Label page's pool -------
+from ui.camera import unsorted_section  # noqa: E402
+
+unsorted_section(project, "data", expanded=not has_source)
+
 if not has_source:
     st.info(t("data.no_source"), icon=":material/info:")
     st.stop()

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PAGES: list[tuple[str, str, str, str]] = [
     ("pages/home.py", "nav.home", ":material/home:", "home"),
     ("pages/data.py", "nav.data", ":material/photo_library:", "data"),
+    ("pages/label.py", "nav.label", ":material/label:", "label"),
     ("pages/model.py", "nav.model", ":material/neurology:", "model"),
     ("pages/train.py", "nav.train", ":material/model_training:", "train"),
     ("pages/evaluate.py", "nav.evaluate", ":material/fact_check:", "evaluate"),
@@ -44,6 +45,10 @@ def frame() -> None:
     if getattr(PagesManager, "uses_pages_directory", None):
         PagesManager.uses_pages_directory = False
         st.rerun()
+    from ui import access
+
+    if not access.unlocked():  # field mode: a page reached without app.py's password form
+        st.stop()
 
 
 def user_error(exc: BaseException) -> None:
@@ -139,6 +144,9 @@ def sidebar() -> None:
         else:
             st.caption(t("sidebar.no_project"))
         st.caption(t("sidebar.privacy"))
+        from ui import access
+
+        access.show_address()
 
 
 def run_label(run_dir: str | Path) -> str:

@@ -229,6 +229,8 @@ def open_source(path: str | os.PathLike, workspace: str | os.PathLike | None = N
         raise DataError(f"{source} does not exist: check the path and try again")
     if source.is_dir():
         return _dataset_root(source.resolve())
+    if source.suffix.lower() == ".csv":  # a path,label table (core.data.labelled)
+        return source.resolve()
     if source.suffix.lower() != ".zip":
         raise DataError(f"{source.name} is a file, not a folder or a .zip archive: choose the folder of class folders")
     return _dataset_root(_extract_zip(source.resolve(), workspace))
@@ -396,7 +398,7 @@ def _files_under(folder: Path) -> list[Path]:
 
 def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
          use_cache: bool = True, progress=None) -> pd.DataFrame:
-    """One row per file of the dataset at `path` (folder or .zip); see the module docstring.
+    """One row per file of the dataset at `path` (folder, .zip or labels .csv); see the module docstring.
 
     `df.attrs["root"]` is the dataset folder and `df.attrs["empty_classes"]` lists class folders
     holding no files (as "label", or "split/label" for a split dataset).
@@ -405,6 +407,10 @@ def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         logger.warning("PIL LOAD_TRUNCATED_IMAGES is on somewhere: truncated photos will not be detected")
     root = open_source(path, workspace)
+    if root.is_file():  # labels.csv: photos named with their class, kept where they are
+        from core.data.labelled import scan_csv
+
+        return scan_csv(root, workspace=workspace, use_cache=use_cache)
     rows, empty = [], []
     for split, label, folder in _class_folders(root):
         files = _files_under(folder)

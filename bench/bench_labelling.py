@@ -1,0 +1,150 @@
+"""Does "label these next" need fewer labels than labelling in random order?
+
+For each shared dataset: a fixed held-out evaluation set (hymenoptera: its val/ folder; the
+others: a stratified 30% drawn once with seed 0), the rest is the unlabelled pool. Labels are
+revealed in rounds of `batch` photos, either in the order `core.active.next_order` asks for
+(from an empty start: diversity only until every class has a few labels, then the head's
+uncertainty with diversity) or in random order (several seeds). After each round the same head
+as the app's (`core.active.fit_head`) is fitted on the labels so far and scored on the held-out
+set. Features are the frozen backbone's, computed once and cached (`core.active.photo_features`).
+
+Prints both learning curves and, per dataset, how many labels the suggested order needs to
+reach the random order's final accuracy (mean over seeds, all pool labels), as a share of the
+pool. Bar: <= 60% on at least two of the three sets.
+
+    .venv/bin/python bench/bench_labelling.py [--sets hymenoptera acrima plantvillage] [--seeds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared" / "datasets"
+SETS = {"hymenoptera": "hymenoptera", "acrima": "acrima_glaucoma", "plantvillage": "plantvillage_potato_pepper"}
+
+
+def load(name: str):
+    from core import active
+    from core.data.ingest import scan
+
+    df = scan(SHARED / SETS[name])
+    df = df[df["readable"]].drop_duplicates("sha1").reset_index(drop=True)
+    started = time.time()
+    x = active.photo_features(df)
+    print(f"{name}: {len(df)} photos, features {x.shape} in {time.time() - started:.1f} s", flush=True)
+    y = df["label"].to_numpy()
+    if (df["split"] == "val").any():
+        held = (df["split"] == "val").to_numpy()
+    else:
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(df))
+        _, test_idx = train_test_split(idx, test_size=0.3, stratify=y, random_state=0)
+        held = np.zeros(len(df), bool)
+        held[test_idx] = True
+    return x[~held], y[~held], x[held], y[held]
+
+
+def score(x_lab, y_lab, x_test, y_test) -> float:
+    from core import active
+
+    if not active.can_train(y_lab):
+        return float("nan")
+    return float((active.fit_head(x_lab, y_lab).predict(x_test) == y_test).mean())
+
+
+def simulate(x, y, x_test, y_test, batch: int, order: str, seed: int = 0) -> list[tuple[int, float]]:
+    from core import active
+
+    n = len(y)
+    labelled: list[int] = []
+    rng = np.random.default_rng(seed)
+    random_order = list(rng.permutation(n))
+    curve = []
+    while len(labelled) < n:
+        free = np.array(sorted(set(range(n)) - set(labelled)))
+        if order == "random":
+            taken = set(labelled)
+            picks = [i for i in random_order if i not in taken][:batch]
+        else:
+            y_lab = y[labelled]
+            probs = active.suggest(x[labelled], y_lab, x[free]) if active.can_train(y_lab) else None
+            ranked = active.next_order(probs, x[free], x[labelled], greedy=batch)
+            picks = [int(free[i]) for i in ranked[:batch]]
+        labelled.extend(picks)
+        curve.append((len(labelled), score(x[labelled], y[labelled], x_test, y_test)))
+    return curve
+
+
+def bulk_accept(x, y, per_class: int = 8, threshold: float = 0.9, seeds: int = 5) -> tuple[float, float]:
+    """(precision, share of the rest accepted) of "accept all suggestions >= threshold" after
+    `per_class` random labels per class, averaged over seeds."""
+    from core import active
+
+    precision, coverage = [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        labelled = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+                                   for c in np.unique(y)])
+        rest = np.setdiff1d(np.arange(len(y)), labelled)
+        probs = active.suggest(x[labelled], y[labelled], x[rest])
+        classes = np.unique(y[labelled])
+        sure = probs.max(axis=1) >= threshold
+        if sure.any():
+            precision.append(float((classes[probs.argmax(axis=1)][sure] == y[rest][sure]).mean()))
+        coverage.append(float(sure.mean()))
+    return (float(np.mean(precision)) if precision else float("nan")), float(np.mean(coverage))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--seeds", type=int, default=5, help="random orders averaged")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds of labels over the whole pool")
+    parser.add_argument("--bar", type=float, default=0.60)
+    parser.add_argument("--accept-only", action="store_true", help="only the bulk-accept precision")
+    args = parser.parse_args()
+    os.environ.setdefault("LATIH_WORKSPACE", str(ROOT / "workspace"))
+    passed = 0
+    for name in args.sets:
+        x, y, x_test, y_test = load(name)
+        precision, coverage = bulk_accept(x, y)
+        print(f"{name}: after 8 random labels per class, 'accept all >= 90%' takes {coverage:.0%} of the rest "
+              f"with precision {precision:.1%} (mean of 5 draws)", flush=True)
+        if args.accept_only:
+            continue
+        batch = max(4, int(np.ceil(len(y) / args.rounds)))
+        started = time.time()
+        suggested = simulate(x, y, x_test, y_test, batch, "suggested")
+        randoms = [simulate(x, y, x_test, y_test, batch, "random", seed) for seed in range(args.seeds)]
+        ns = [n for n, _ in suggested]
+        random_mean = np.nanmean(np.array([[a for _, a in c] for c in randoms], dtype=float), axis=0)
+        final = float(random_mean[-1])
+        reach = next((n for n, a in suggested if a >= final - 1e-9), None)
+        share = reach / len(y) if reach else float("nan")
+        ok = reach is not None and share <= args.bar
+        passed += ok
+        print(f"\n{name}: pool {len(y)}, held-out {len(y_test)}, {batch} labels a round, "
+              f"{time.time() - started:.0f} s")
+        print(f"{'labels':>7} {'share':>6} {'suggested':>10} {'random(mean of ' + str(args.seeds) + ')':>22}")
+        for (n, a), r in zip(suggested, random_mean):
+            print(f"{n:7d} {n / len(y):6.0%} {a:10.3f} {r:22.3f}")
+        print(f"{name}: random order's final accuracy {final:.3f}; the suggested order reaches it with "
+              f"{reach} labels ({share:.0%} of the pool) -> {'PASS' if ok else 'FAIL'} (bar {args.bar:.0%})",
+              flush=True)
+    if args.accept_only:
+        return 0
+    print(f"\n{passed} of {len(args.sets)} sets reach it with <= {args.bar:.0%} of the labels "
+          f"({'bar met' if passed >= 2 else 'bar NOT met'}: needs 2 of 3)")
+    return 0 if passed >= 2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""The model helps while labelling: suggestions, "label these next", accuracy so far.
+
+All of it works on the frozen backbone's pooled features, computed once per photo and cached
+on disk like training's (`<workspace>/cache/features/<backbone>-<size>-<sha1>.npy`), so a new
+round after a few more labels costs a logistic-regression fit (well under a second), not a
+pass over the photos.
+
+* `fit_head` / `suggest`: a linear head (scikit-learn's LogisticRegression on standardised
+  features) -> a suggested class and its probability for every unlabelled photo.
+* `cv_accuracy` / `learning_curve`: stratified k-fold accuracy of that head on the labels so
+  far, and how it grew with the labels, in the order they were given.
+* `next_order`: the unlabelled photos ranked by how much a label would teach the head:
+  uncertainty (1 - margin between the two likeliest classes) traded against diversity
+  (distance to the photos already labelled or already asked), the "ranked batch" rule of
+  Cardoso et al. 2017: score = a * (1 - max cosine similarity) + (1 - a) * uncertainty, with
+  a = unlabelled / (unlabelled + labelled), so early rounds spread out and later rounds go
+  for the doubtful photos, and twenty near-identical photos are not all asked.
+* `refresh` writes all of it to `<project>/labels/suggestions.json`; `start_refresh` runs it
+  in a background thread (one per project) so a page never waits for it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from core.config import DEFAULT_BACKBONE
+from core.errors import LatihError
+
+log = logging.getLogger(__name__)
+
+MIN_PER_CLASS = 3  # labels per class before the head is trained
+SUGGESTIONS_FILE = "suggestions.json"
+ORDER_GREEDY = 300  # photos ranked one by one (diversity); the rest follow by uncertainty
+
+
+# ---- features -------------------------------------------------------------------------------
+_MODELS: dict[str, tuple] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def _model(backbone: str, workspace):
+    from core.config import TrainConfig
+    from core.train import build_model
+
+    with _MODEL_LOCK:
+        if backbone not in _MODELS:
+            model, prep = build_model(TrainConfig(data_path="-", backbone=backbone), 2, workspace)
+            model.eval()
+            _MODELS[backbone] = (model, prep)
+        return _MODELS[backbone]
+
+
+def feature_size(backbone: str, workspace=None) -> int:
+    return _model(backbone, workspace)[1].image_size
+
+
+def photo_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None,
+                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """(N, D) float32 pooled features of the readable photos in `frame` (columns path, sha1),
+    in frame order; cached per (backbone, size, sha1) in memory and on disk."""
+    from core import train
+    from core.device import pick_device
+    from core.workspace import subdir
+
+    if len(frame) == 0:
+        return np.zeros((0, 0), np.float32)
+    model, prep = _model(backbone, workspace)
+    store = subdir("cache", workspace) / "features"
+    keys = [(backbone, prep.image_size, sha1) for sha1 in frame["sha1"]]
+    found = {i: f for i, key in enumerate(keys) if (f := train._cached_feature(key, store)) is not None}
+    missing = [i for i in range(len(frame)) if i not in found]
+    if missing:
+        log.info("computing %s features for %d photos (%d cached)", backbone, len(missing), len(found))
+        rows = frame.iloc[missing].assign(label="x")
+        with _MODEL_LOCK:  # one forward pass at a time through the shared model
+            computed = train.forward_photos(model, rows, ["x"], prep, pick_device("cpu"), progress=progress)[0]
+        for i, vector in zip(missing, computed):
+            found[i] = vector
+            train._store_feature(keys[i], vector, store)
+    return np.stack([found[i] for i in range(len(frame))]).astype(np.float32)
+
+
+# ---- the head --------------------------------------------------------------------------------
+def fit_head(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    head = make_pipeline(StandardScaler(), LogisticRegression(C=0.05, max_iter=2000, random_state=seed))
+    return head.fit(x, y)
+
+
+def suggest(x_labelled: np.ndarray, y: np.ndarray, x_unlabelled: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N_unlabelled, C) probabilities over the classes in sorted order of `y`'s values."""
+    if len(x_unlabelled) == 0:
+        return np.zeros((0, len(np.unique(y))), np.float32)
+    return fit_head(x_labelled, y, seed).predict_proba(x_unlabelled)
+
+
+def can_train(y) -> bool:
+    counts = pd.Series(list(y)).value_counts()
+    return len(counts) >= 2 and int(counts.min()) >= MIN_PER_CLASS
+
+
+def cv_accuracy(x: np.ndarray, y, seed: int = 0) -> tuple[float, int] | None:
+    """(mean accuracy over stratified folds, folds); None until every class has 2 labels."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    counts = pd.Series(y).value_counts()
+    if len(counts) < 2 or counts.min() < 2:
+        return None
+    folds = int(min(5, counts.min()))
+    correct = 0
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        head = fit_head(x[train_idx], y[train_idx], seed)
+        correct += int((head.predict(x[test_idx]) == y[test_idx]).sum())
+    return correct / len(y), folds
+
+
+def learning_curve(x: np.ndarray, y, points: int = 8, seed: int = 0) -> list[tuple[int, float]]:
+    """Cross-validated accuracy on the first n labels (in labelling order) for a few n up to all."""
+    y = np.asarray(y)
+    sizes = sorted({int(round(n)) for n in np.linspace(4, len(y), num=min(points, max(1, len(y) - 3)))})
+    curve = []
+    for n in sizes:
+        result = cv_accuracy(x[:n], y[:n], seed)
+        if result is not None:
+            curve.append((n, round(result[0], 4)))
+    return curve
+
+
+def uncertainty(probs: np.ndarray) -> np.ndarray:
+    """1 - (p1 - p2): 1 when the two likeliest classes tie, 0 when the head is certain."""
+    if probs.shape[1] < 2:
+        return np.zeros(len(probs))
+    top = np.sort(probs, axis=1)
+    return 1.0 - (top[:, -1] - top[:, -2])
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=0, keepdims=True) if len(x) > 1 else x
+    return centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-8)
+
+
+def next_order(probs: np.ndarray, x_unlabelled: np.ndarray, x_labelled: np.ndarray,
+               greedy: int = ORDER_GREEDY) -> list[int]:
+    """Indices of the unlabelled photos, the most useful to label first (see the module doc)."""
+    n = len(x_unlabelled)
+    if n == 0:
+        return []
+    unsure = uncertainty(probs) if probs is not None and len(probs) else np.ones(n)
+    both = _unit(np.concatenate([x_unlabelled, x_labelled]) if len(x_labelled) else x_unlabelled)
+    unl, lab = both[:n], both[n:]
+    max_sim = (unl @ lab.T).max(axis=1) if len(lab) else np.full(n, -1.0)
+    chosen: list[int] = []
+    free = np.ones(n, bool)
+    n_labelled = len(lab)
+    for _ in range(min(greedy, n)):
+        alpha = free.sum() / (free.sum() + n_labelled + len(chosen))
+        score = alpha * (1 - max_sim) / 2 + (1 - alpha) * unsure  # (1 - cos) / 2 is in [0, 1]
+        score[~free] = -np.inf
+        pick = int(np.argmax(score))
+        chosen.append(pick)
+        free[pick] = False
+        max_sim = np.maximum(max_sim, unl @ unl[pick])
+    rest = [int(i) for i in np.argsort(-unsure, kind="stable") if free[i]]
+    return chosen + rest
+
+
+# ---- one round for a project -------------------------------------------------------------------
+def refresh(folder: str | os.PathLike, pool: pd.DataFrame, labels: dict[str, str], backbone: str = DEFAULT_BACKBONE,
+            workspace=None, version: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Features -> head -> suggestions, order and accuracy so far, saved in `folder/suggestions.json`.
+
+    `pool`: every photo of the project (path, sha1, readable); `labels`: path -> class in the
+    order they were given. Photos not in `labels` are the unlabelled ones.
+    """
+    started = time.time()
+    usable = pool[pool["readable"].astype(bool)].drop_duplicates("path").reset_index(drop=True)
+    known = set(usable["path"])
+    labelled = [p for p in labels if p in known]
+    features = photo_features(usable, backbone, workspace, progress)
+    index = {p: i for i, p in enumerate(usable["path"])}
+    x_lab = features[[index[p] for p in labelled]] if labelled else np.zeros((0, features.shape[1]), np.float32)
+    y = np.array([labels[p] for p in labelled])
+    unl_paths = [p for p in usable["path"] if p not in labels]
+    x_unl = features[[index[p] for p in unl_paths]] if unl_paths else np.zeros((0, features.shape[1]), np.float32)
+    result: dict = {"version": version, "backbone": backbone, "n_labels": len(labelled), "classes": [],
+                    "suggestions": {}, "order": [], "cv": None, "curve": [], "ready": False}
+    probs = None
+    if can_train(y):
+        classes = sorted(set(y))
+        probs = suggest(x_lab, y, x_unl)
+        result.update(ready=True, classes=classes, suggestions={
+            p: [classes[int(k)], round(float(row[k]), 4)] for p, row in zip(unl_paths, probs)
+            for k in [int(np.argmax(row))]})
+        cv = cv_accuracy(x_lab, y)
+        if cv is not None:
+            result["cv"] = {"accuracy": round(cv[0], 4), "folds": cv[1]}
+        result["curve"] = learning_curve(x_lab, y)
+    result["order"] = [unl_paths[i] for i in next_order(probs, x_unl, x_lab)]
+    result["seconds"] = round(time.time() - started, 2)
+    result["time"] = time.time()
+    _write_json(Path(folder) / SUGGESTIONS_FILE, result)
+    log.info("suggestions for %d unlabelled photos from %d labels in %.1f s", len(unl_paths), len(labelled),
+             result["seconds"])
+    return result
+
+
+def read_suggestions(folder: str | os.PathLike) -> dict | None:
+    path = Path(folder) / SUGGESTIONS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("cannot read %s (%s); suggestions will be computed again", path, exc)
+        return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---- in the background -----------------------------------------------------------------------
+_JOBS: dict[str, dict] = {}  # folder -> {"thread", "version", "error", "progress"}
+_JOBS_LOCK = threading.Lock()
+
+
+def start_refresh(folder: str | os.PathLike, pool: pd.DataFrame, labels: dict[str, str], version: int,
+                  backbone: str = DEFAULT_BACKBONE, workspace=None) -> bool:
+    """Start `refresh` in a daemon thread unless one runs for this folder; True when started.
+    A round asked for while one runs is started when that one ends (only the newest is kept)."""
+    key = str(Path(folder).resolve())
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job and job["thread"].is_alive():
+            job["pending"] = (pool, dict(labels), version, backbone, workspace)
+            return False
+        job = {"version": version, "error": None, "progress": (0, 0), "pending": None}
+
+        def run(args):
+            while args is not None:
+                job["version"] = args[2]
+                try:
+                    refresh(key, args[0], args[1], args[3], args[4], version=args[2],
+                            progress=lambda done, total: job.__setitem__("progress", (done, total)))
+                    job["error"] = None
+                except LatihError as exc:
+                    log.warning("suggestions failed: %s", exc)
+                    job["error"] = str(exc)
+                except Exception as exc:  # a bug in a background round must reach the page, not vanish
+                    log.exception("suggestions failed")
+                    job["error"] = f"{type(exc).__name__}: {exc}"
+                with _JOBS_LOCK:
+                    args, job["pending"] = job["pending"], None
+
+        job["thread"] = threading.Thread(target=run, args=((pool, dict(labels), version, backbone, workspace),),
+                                         name=f"latih-suggest-{Path(key).parent.name}", daemon=True)
+        _JOBS[key] = job
+        job["thread"].start()
+        return True
+
+
+def refresh_status(folder: str | os.PathLike) -> dict:
+    """{"running": bool, "error": str|None, "progress": (done, total), "version": int|None}."""
+    job = _JOBS.get(str(Path(folder).resolve()))
+    if not job:
+        return {"running": False, "error": None, "progress": (0, 0), "version": None}
+    return {"running": job["thread"].is_alive(), "error": job["error"], "progress": job["progress"],
+            "version": job["version"]}
+
+
+def wait_refresh(folder: str | os.PathLike, timeout: float = 300) -> dict:
+    job = _JOBS.get(str(Path(folder).resolve()))
+    deadline = time.monotonic() + timeout
+    while job and job["thread"].is_alive() and time.monotonic() < deadline:
+        job["thread"].join(0.1)
+    return refresh_status(folder)

@@ -1,0 +1,93 @@
+"""Photos that are not sorted into class folders: the unlabelled pool and `labels.csv`.
+
+* `scan_loose(folders)`: every photo under some folders (a zip of loose photos, a phone's
+  DCIM folder, the camera folder of a project), scanned and checked like a dataset's photos,
+  with label "" (not labelled yet). Layout does not matter: subfolders are just walked.
+* `scan_csv(path)`: a `path,label` table (as written by `core.labels.write_training_csv`, or by
+  hand) read as a dataset: the same columns as `core.data.ingest.scan`, so checks, splits and
+  `latih train labels.csv` work on it unchanged. Relative paths are relative to the CSV's folder.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from core.data import ingest
+from core.errors import DataError
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic", ".heif"}
+
+
+def loose_files(folders: Iterable[str | os.PathLike]) -> list[str]:
+    """Files under the folders (hidden and system files left out), each once, sorted."""
+    seen: dict[str, None] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            log.warning("unlabelled photo folder %s is gone; skipped", folder)
+            continue
+        for path in ingest._files_under(folder):
+            seen.setdefault(str(path.resolve()), None)
+    return sorted(seen)
+
+
+def scan_loose(folders: Iterable[str | os.PathLike], *, workspace=None, use_cache: bool = True) -> pd.DataFrame:
+    """One row per file under `folders` with label "" and split ""; unreadable files are rows
+    with readable=False and the reason in `error` (like `ingest.scan`)."""
+    paths = loose_files(folders)
+    infos = ingest._describe_all(paths, workspace, use_cache)
+    rows = [{"path": p, "label": "", "split": "", **asdict(i)} for p, i in zip(paths, infos)]
+    df = pd.DataFrame(rows, columns=ingest.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+    df.attrs.update(root="", empty_classes=[])
+    return df
+
+
+def read_labels_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """(absolute path, label) rows of a labels CSV; DataError with the line when it is malformed."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+            if "label" not in fields or not ({"path", "file"} & set(fields)):
+                raise DataError(f"{path.name} needs the columns 'path' (or 'file') and 'label' on its first line")
+            reader.fieldnames = fields
+            rows = []
+            for number, row in enumerate(reader, 2):
+                photo = (row.get("path") or row.get("file") or "").strip()
+                label = (row.get("label") or "").strip()
+                if not photo or not label:
+                    raise DataError(f"{path.name} line {number}: a photo path and a label are both needed")
+                full = Path(photo).expanduser()
+                rows.append((str(full if full.is_absolute() else (path.parent / full).resolve()), label))
+    except UnicodeDecodeError:
+        raise DataError(f"{path.name} is not a text CSV file (UTF-8): save it as CSV") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return rows
+
+
+def scan_csv(path: str | os.PathLike, *, workspace=None, use_cache: bool = True) -> pd.DataFrame:
+    """The photos a labels CSV names, as `ingest.scan` would describe a folder of them."""
+    path = Path(path).expanduser().resolve()
+    rows = read_labels_csv(path)
+    if not rows:
+        raise DataError(f"{path.name} names no photos yet: label some photos first")
+    labels: dict[str, str] = {}
+    for photo, label in rows:  # the last line about a photo wins
+        labels.pop(photo, None)
+        labels[photo] = label
+    paths = list(labels)
+    infos = ingest._describe_all(paths, workspace, use_cache)
+    df = pd.DataFrame([{"path": p, "label": labels[p], "split": "", **asdict(i)} for p, i in zip(paths, infos)],
+                      columns=ingest.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+    df.attrs.update(root=str(path), empty_classes=[])
+    return df
