@@ -330,9 +330,9 @@ def _left_in(ws: Path) -> list[str]:
     return sorted(str(p.relative_to(ws)) for p in ws.rglob("*") if p.is_file() and p.name != "filler")
 
 
-@pytest.mark.parametrize("leave_kb", [0, 24])
+@pytest.mark.parametrize("leave_kb,marked", [(0, True), (24, True), (0, False)])
 def test_full_disk_workspace_during_scan_and_copy_check_still_answers(tiny_disk, tmp_path, workspace, capsys,
-                                                                        leave_kb):
+                                                                        leave_kb, marked):
     """The photos are elsewhere; only the workspace (scan and thumbnail caches) is full: the
     check still answers (a cache is only a speed-up), says so in the log, and leaves no
     half-written cache, journal or temp file behind."""
@@ -345,7 +345,8 @@ def test_full_disk_workspace_during_scan_and_copy_check_still_answers(tiny_disk,
         for i in range(150):
             Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / c / f"{c}{i}.png")
     ws = tiny_disk(1)
-    (ws / ".latih-workspace").write_text("")
+    if marked:  # a workspace used before; else a new one whose marker file cannot be written
+        (ws / ".latih-workspace").write_text("")
     _fill(ws, leave_kb * 1024)
     with _capture_log() as records:
         code = cli(["--workspace", str(ws), "data", "check", str(photos), "--json"])
@@ -360,6 +361,7 @@ def test_full_disk_workspace_during_scan_and_copy_check_still_answers(tiny_disk,
         assert code == 2 and err.count("error:") == 1 and "disk" in err and str(ws) in err, err
     left = _left_in(ws)
     assert not [n for n in left if n.endswith(("-journal", "-wal", ".tmp", ".partial"))], left
+    assert ".latih-workspace" not in left or (ws / ".latih-workspace").stat().st_size > 0 or marked, left
     for name in left:  # a cache that is there is a whole, readable database
         if name.endswith(".sqlite"):
             import sqlite3
