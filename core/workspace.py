@@ -40,8 +40,11 @@ def workspace_dir(override: str | os.PathLike | None = None, create: bool = True
         path.mkdir(parents=True, exist_ok=True)
         marker = path / MARKER
         if not marker.exists():
-            marker.write_text("Latih workspace: runs, caches and projects. Never scanned as photos.\n",
-                              encoding="utf-8")
+            from core.diskspace import partial_file  # a full disk: one plain line, no empty marker left
+
+            with partial_file(marker, 4096):
+                marker.write_text("Latih workspace: runs, caches and projects. Never scanned as photos.\n",
+                                  encoding="utf-8")
     return path
 
 

@@ -93,6 +93,13 @@ def _wait_text(page, text: str, timeout: float = 60) -> None:
     page.wait_for_function("t => document.body.innerText.includes(t)", arg=text, timeout=timeout * 1000)
 
 
+def _settled(page, *texts: str, timeout: float = 180) -> None:
+    """Until every text is on the page and the app's script has then finished (for 1 s)."""
+    for text in texts:
+        _wait_text(page, text, timeout)
+    h.wait_idle(page, timeout=timeout, settle=1.0)
+
+
 def test_hostile_names_make_no_request_and_render_nothing(app, tracker, monkeypatch):
     from playwright.sync_api import sync_playwright
 
@@ -127,13 +134,16 @@ def test_hostile_names_make_no_request_and_render_nothing(app, tracker, monkeypa
         page.on("request", lambda r: requests.append(r.url))
         for url_path in ("data", "model", "train", "evaluate", "test", "runs"):
             page.goto(f"{app['url']}/{url_path}?project={project['id']}&lang=en")
-            h.wait_idle(page, timeout=180)
+            # The script has run for this page once the project name is drawn (before that the
+            # app can look idle while it connects); then wait until it has finished and stays so.
+            _settled(page, "**Clinic**")
+            if url_path == "data":  # read after the photos are scanned, which can come later
+                _settled(page, f"![t]({url})", f"[junk]({url}).png")
             if url_path == "test":
                 photo = app["root"] / f"![u]({url}).png"
                 _photo(3, (220, 40, 40)).save(photo)
                 page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(photo))
-                h.wait_idle(page, timeout=180)
-                _wait_text(page, "% sure", 120)
+                _settled(page, "% sure", f"![u]({url}).png")
             h.shot(page, f"hostile-{url_path}")
             assert not h.app_errors(page), f"{url_path}: traceback on the page"
             found = page.evaluate("""host => ({

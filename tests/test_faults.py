@@ -313,6 +313,99 @@ def test_full_disk_during_training_checkpoint_is_one_plain_line(trained_run, tin
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
+def _fill(disk: Path, leave: int = 0) -> None:
+    """Fill the tmpfs at `disk` until at most `leave` bytes are free."""
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize > leave:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == 28
+    finally:
+        os.close(fd)
+
+
+def _left_in(ws: Path) -> list[str]:
+    """Files in the workspace other than the filler: temp, journal and partial files show up here."""
+    return sorted(str(p.relative_to(ws)) for p in ws.rglob("*") if p.is_file() and p.name != "filler")
+
+
+@pytest.mark.parametrize("leave_kb,marked", [(0, True), (24, True), (0, False)])
+def test_full_disk_workspace_during_scan_and_copy_check_still_answers(tiny_disk, tmp_path, workspace, capsys,
+                                                                        leave_kb, marked):
+    """The photos are elsewhere; only the workspace (scan and thumbnail caches) is full: the
+    check still answers (a cache is only a speed-up), says so in the log, and leaves no
+    half-written cache, journal or temp file behind."""
+    import logging
+
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for c in ("a", "b"):
+        (photos / c).mkdir(parents=True)
+        for i in range(150):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(photos / c / f"{c}{i}.png")
+    ws = tiny_disk(1)
+    if marked:  # a workspace used before; else a new one whose marker file cannot be written
+        (ws / ".latih-workspace").write_text("")
+    _fill(ws, leave_kb * 1024)
+    with _capture_log() as records:
+        code = cli(["--workspace", str(ws), "data", "check", str(photos), "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "this is a bug" not in err
+    if code == 0:
+        report = json.loads(out)
+        assert report["photos"] == 300, report
+        assert any("cache" in r.getMessage() and ("full" in r.getMessage() or "space" in r.getMessage())
+                   for r in records if r.levelno >= logging.WARNING), [r.getMessage() for r in records]
+    else:
+        assert code == 2 and err.count("error:") == 1 and "disk" in err and str(ws) in err, err
+    left = _left_in(ws)
+    assert not [n for n in left if n.endswith(("-journal", "-wal", ".tmp", ".partial"))], left
+    assert ".latih-workspace" not in left or (ws / ".latih-workspace").stat().st_size > 0 or marked, left
+    for name in left:  # a cache that is there is a whole, readable database
+        if name.endswith(".sqlite"):
+            import sqlite3
+
+            with sqlite3.connect(ws / name) as db:
+                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class _capture_log:
+    def __enter__(self):
+        import logging
+
+        self.records, self.handler = [], logging.Handler(logging.DEBUG)
+        self.handler.emit = self.records.append
+        logging.getLogger().addHandler(self.handler)
+        return self.records
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger().removeHandler(self.handler)
+
+
+def test_full_disk_during_export_package_is_one_line_and_leaves_the_run_whole(trained_run, tiny_disk, workspace,
+                                                                               capsys):
+    from safetensors.torch import load_file
+
+    ws_ok, run_dir, _ = trained_run
+    run = _copy_run(run_dir, workspace)
+    before = {p.name: p.stat().st_size for p in run.iterdir() if p.is_file()}
+    disk = tiny_disk(1)
+    code = cli(["--workspace", str(workspace), "export", run.name, "--format", "package", "--out", str(disk / "x.zip")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len([line for line in lines if line.startswith("error:")]) == 1, err
+    assert "the disk is full" in err and "needs about" in err and str(disk) in err, err
+    assert "Traceback" not in err and "this is a bug" not in err, err
+    assert sorted(p.name for p in disk.iterdir()) == [], list(disk.iterdir())
+    assert load_file(run / "model.safetensors")
+    after = {p.name: p.stat().st_size for p in run.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
 # ---------------------------------------------------------------------------------------
 # 6. hostile zips
 # ---------------------------------------------------------------------------------------

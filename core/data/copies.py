@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 
 import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.data.cachedb import CacheDB
 from core.errors import DataError
-from core.workspace import subdir
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +75,19 @@ def thumbnail_of(img: Image.Image, size: int = THUMB) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
-class ThumbCache:
-    """sqlite table (sha1, version, side) -> thumbnail bytes."""
+class ThumbCache(CacheDB):
+    """sqlite table (sha1, version, side) -> thumbnail bytes; skipped (and logged) when it cannot
+    be written, e.g. on a full disk (core.data.cachedb)."""
 
     def __init__(self, workspace=None, size: int = THUMB):
         self.size = size
-        self.db_path = subdir("cache", workspace) / "thumbs.sqlite"
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.execute("CREATE TABLE IF NOT EXISTS thumbnails (sha1 TEXT, version INTEGER, side INTEGER, data BLOB, "
-                       "PRIMARY KEY (sha1, version, side))")
+        super().__init__("thumbs.sqlite", "CREATE TABLE IF NOT EXISTS thumbnails (sha1 TEXT, version INTEGER, "
+                         "side INTEGER, data BLOB, PRIMARY KEY (sha1, version, side))", workspace)
 
     def lookup(self, sha1s: list[str]) -> dict[str, np.ndarray]:
         found = {}
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
-            for start in range(0, len(sha1s), 900):  # sqlite's limit on query parameters
+        with self.use("read") as db:
+            for start in range(0, len(sha1s), 900) if db is not None else ():  # sqlite's limit on query parameters
                 part = sha1s[start:start + 900]
                 marks = ",".join("?" * len(part))
                 for sha1, data in db.execute(
@@ -100,9 +97,10 @@ class ThumbCache:
         return found
 
     def store(self, items: dict[str, np.ndarray]) -> None:
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as db, db:
-            db.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?, ?)",
-                           [(s, THUMB_VERSION, self.size, t.tobytes()) for s, t in items.items()])
+        with self.use("written") as db:
+            if db is not None:
+                db.executemany("INSERT OR REPLACE INTO thumbnails VALUES (?, ?, ?, ?)",
+                               [(s, THUMB_VERSION, self.size, t.tobytes()) for s, t in items.items()])
 
 
 def _safe_thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:

@@ -19,14 +19,12 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import tempfile
 import warnings
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +33,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from core.data.cachedb import CacheDB
 from core.diskspace import raise_if_disk_full, require_free
 from core.errors import DataError
 from core.workspace import is_workspace, subdir
@@ -425,7 +424,7 @@ def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
 
 
 def _describe_all(paths: list[str], workspace, use_cache: bool, progress=None) -> list[PhotoInfo]:
-    cache = ScanCache(subdir("cache", workspace) / "scan.sqlite") if use_cache else None
+    cache = ScanCache(workspace) if use_cache else None
     stats = [_file_key(p) for p in paths]
     known = cache.lookup(paths, stats) if cache else {}
     todo = [p for p in paths if p not in known]
@@ -449,32 +448,28 @@ def _file_key(path: str) -> tuple[int, int]:
         return -1, -1
 
 
-class ScanCache:
-    """sqlite table of PhotoInfo keyed by (path, size, mtime, scan version + pixel limit)."""
+class ScanCache(CacheDB):
+    """sqlite table of PhotoInfo keyed by (path, size, mtime, scan version + pixel limit).
+    A cache that cannot be written (full disk, damaged file) is logged and skipped (core.data.cachedb)."""
 
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        with closing(self._connect()) as db, db:
-            db.execute("CREATE TABLE IF NOT EXISTS scan (path TEXT PRIMARY KEY, size INTEGER, mtime INTEGER,"
-                       " version TEXT, width INTEGER, height INTEGER, mode TEXT, sha1 TEXT, phash TEXT,"
-                       " readable INTEGER, error TEXT)")
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.db_path, timeout=30)
-
-
+    def __init__(self, workspace=None):
+        super().__init__("scan.sqlite", "CREATE TABLE IF NOT EXISTS scan (path TEXT PRIMARY KEY, size INTEGER, "
+                         "mtime INTEGER, version TEXT, width INTEGER, height INTEGER, mode TEXT, sha1 TEXT, "
+                         "phash TEXT, readable INTEGER, error TEXT)", workspace)
 
     @staticmethod
     def _version() -> str:
         return f"{SCAN_VERSION}:{MAX_PIXELS}"
 
     def lookup(self, paths: list[str], stats: list[tuple[int, int]]) -> dict[str, PhotoInfo]:
-        with closing(self._connect()) as db, db:
-            db.execute("CREATE TEMP TABLE wanted (path TEXT PRIMARY KEY)")
-            db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(p,) for p in paths])
-            cached = {r[0]: r[1:] for r in db.execute(
-                "SELECT s.path, size, mtime, version, width, height, mode, sha1, phash, readable, error "
-                "FROM scan s JOIN wanted w ON s.path = w.path")}
+        cached = {}
+        with self.use("read") as db:
+            if db is not None:
+                db.execute("CREATE TEMP TABLE wanted (path TEXT PRIMARY KEY)")
+                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(p,) for p in paths])
+                cached = {r[0]: r[1:] for r in db.execute(
+                    "SELECT s.path, size, mtime, version, width, height, mode, sha1, phash, readable, error "
+                    "FROM scan s JOIN wanted w ON s.path = w.path")}
         found = {}
         for path, (size, mtime) in zip(paths, stats):
             row = cached.get(path)
@@ -486,5 +481,6 @@ class ScanCache:
     def store(self, entries: list[tuple[str, tuple[int, int], PhotoInfo]]) -> None:
         rows = [(p, size, mtime, self._version(), i.width, i.height, i.mode, i.sha1, i.phash, int(i.readable), i.error)
                 for p, (size, mtime), i in entries if size >= 0]
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        with self.use("written") as db:
+            if db is not None:
+                db.executemany("INSERT OR REPLACE INTO scan VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
