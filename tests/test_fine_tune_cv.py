@@ -113,3 +113,41 @@ def test_latih_estimate_strategy_states_cost_and_runs(tmp_path, workspace):
     assert "fold 2 of 2" in done.stderr
     assert any(line.startswith("  accuracy ") and "95% interval" in line for line in lines)
     assert "one training per fold" in done.stdout and "36 photos, 2 classes, 12 groups" in done.stdout
+
+
+def test_evaluate_page_offers_starts_stops_and_shows_it(tmp_path, workspace):
+    from core.estimate import RESULT_FILE, STATUS_FILE, estimate, job_dir, read_job
+    from core.fine_tune_cv import fine_tune_cv, job_dir as fine_tune_dir
+    from tests.test_app_pages import EN, _app, _no_exception, _open, _project, _texts
+    from ui import model_info
+
+    root = _clinic(tmp_path / "clinic")
+    project = _project(root, groups="prefix")
+    data_path = model_info.training_data_path(project)
+    frozen = estimate(data_path, "prefix", n_splits=2, n_repeats=1, curve=False)  # the real probe first
+    folder = job_dir(data_path, "prefix")
+    folder.mkdir(parents=True)
+    (folder / RESULT_FILE).write_text(json.dumps(frozen, default=str))
+    (folder / STATUS_FILE).write_text(json.dumps({"state": "done", "message": ""}))
+
+    at = _open(_app(project=project["id"]), "evaluate")
+    cost = frozen["fine_tune_cv_cost"]
+    assert EN["estimate.ft.help"].format(n=cost["trainings"], minutes=f"{cost['seconds'] / 60:.0f}") in _texts(at)
+    at.button(key="estimate_ft_start").click().run()  # a real background job: start it, then stop it
+    _no_exception(at, "start")
+    ft_folder = fine_tune_dir(data_path, "prefix", "full")
+    assert read_job(ft_folder)["state"] == "running"
+    assert at.button(key="estimate_ft_stop")
+    at.button(key="estimate_ft_stop").click().run()
+    _no_exception(at, "stop")
+    deadline = time.time() + 300
+    while read_job(ft_folder)["state"] == "running" and time.time() < deadline:
+        time.sleep(0.5)
+    assert read_job(ft_folder)["state"] == "stopped", read_job(ft_folder)
+
+    result = fine_tune_cv(_config(root), 2, 1, folder=ft_folder)  # real trainings, shown by the page
+    (ft_folder / RESULT_FILE).write_text(json.dumps(result, default=str))
+    (ft_folder / STATUS_FILE).write_text(json.dumps({"state": "done", "message": ""}))
+    at = _open(_app(project=project["id"]), "evaluate")
+    shown = _texts(at)
+    assert EN["estimate.ft.summary"].format(n="36", groups="12", k=2, r=1) in shown, shown
