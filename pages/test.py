@@ -8,7 +8,7 @@ import streamlit as st
 
 from ui import data_ops, explain_ui, predict_ui
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import t
+from ui.i18n import t, t_plain
 from ui.run_pick import pick_run
 from ui.safe_text import md
 
@@ -37,9 +37,13 @@ def show_one(image, name: str, key: str) -> None:
         return
     left, right = st.columns([1, 2])
     with right:
-        st.markdown(t("test.verdict", label=pred["label"], conf=f"{100 * pred['confidence']:.0f}"))
-        if pred["ood"]:
+        if pred["abstained"]:
+            # Unlike the training photos: no answer as the headline, the guess only below it.
+            st.markdown(t("test.no_answer_title"))
             st.warning(t("test.ood_warning"), icon=":material/warning:")
+            st.caption(t("test.model_guess", label=pred["label"], conf=f"{100 * pred['confidence']:.0f}"))
+        else:
+            st.markdown(t("test.verdict", label=pred["label"], conf=f"{100 * pred['confidence']:.0f}"))
         st.plotly_chart(topk_figure(pred["topk"]), key=f"test_topk_{key}")
         show_cam = st.toggle(t("test.gradcam"), key=f"test_gradcam_{key}", help=t("help.gradcam"))
     with left:
@@ -67,7 +71,9 @@ with tab_photos:
             preds = predict_ui.predict_images(run_dir, images, top_k=3)
             table = pd.DataFrame({
                 t("test.col_file"): names,
-                t("test.col_prediction"): [p["label"] for p in preds],
+                t("test.col_prediction"): [p["answer"] if not p["abstained"] else t_plain("test.no_answer_short")
+                                           for p in preds],
+                t("test.col_guess"): [p["label"] for p in preds],
                 t("test.col_confidence"): [round(p["confidence"], 4) for p in preds],
                 t("test.col_unusual"): [p["ood"] for p in preds],
                 t("test.col_top3"): [", ".join(f"{n} {100 * q:.0f}%" for n, q in p["topk"]) for p in preds],

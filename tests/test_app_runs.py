@@ -205,3 +205,33 @@ def test_test_page_camera_photo(project):
     at.run()
     _ok(at, "camera")
     assert any("red" in m.value or "green" in m.value for m in at.markdown)
+
+
+def _stripes_png() -> bytes:
+    """A photo of nothing the model was trained on: smooth stripes, not a tinted grid."""
+    stripes = np.tile((np.sin(np.arange(64) / 3.0)[None, :, None] * 127 + 128), (64, 1, 3)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(stripes).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_test_page_gives_no_answer_for_a_photo_unlike_the_training_photos(project):
+    at = _open(project, "test")
+    at.file_uploader(key="test_upload").upload("stripes.png", _stripes_png(), "image/png")
+    at.run()
+    _ok(at, "unlike photo")
+    headline = EN["test.no_answer_title"].lstrip("# ")
+    texts = [m.value for m in at.markdown]
+    assert any(headline in text for text in texts), texts
+    assert not any(text.startswith("### red") or text.startswith("### green") for text in texts)
+    assert any(EN["test.model_guess"].split(":")[0] in c.value for c in at.caption)  # the guess, below
+    # Among several photos, the table's answer column says "no answer" for it, the guess beside it.
+    uploader = at.file_uploader(key="test_upload")
+    uploader.upload("stripes.png", _stripes_png(), "image/png")
+    uploader.upload("a.png", _png("red", 1), "image/png")
+    at.run()
+    table = at.dataframe[0].value
+    answers = dict(zip(table[EN["test.col_file"]], table[EN["test.col_prediction"]]))
+    assert answers["stripes.png"] == EN["test.no_answer_short"]
+    assert answers["a.png"] in ("red", "green")
+    assert set(table[EN["test.col_guess"]]) <= {"red", "green"}

@@ -96,6 +96,33 @@ def check_backbone_name(name: str) -> None:
 
 
 # ---- the TrainConfig of a project ----------------------------------------------------------------
+def training_data_path(project: dict[str, Any]) -> str:
+    """The photos to estimate on: the dataset itself, or, when photos are left out, a labels CSV
+    (path,label) of the kept ones in the project folder, which `core.data.ingest.scan` reads as a
+    dataset. Training itself gets the left-out photos as `TrainConfig.exclude` instead; either
+    way the person's own files are never touched."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from ui import state
+
+    excluded = sorted(project.get("excluded") or [])
+    if not excluded:
+        return str(project["data_path"])
+    digest = hashlib.sha1("\n".join([str(project["data_path"]), *excluded]).encode()).hexdigest()[:10]
+    target = state.project_dir(project["id"]) / f"training-labels-{digest}.csv"
+    if not target.exists():
+        df = state.load_files_table(project)
+        kept = df[df["readable"].astype(bool)][["path", "label"]] if df is not None else pd.DataFrame(
+            columns=["path", "label"])
+        partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        kept.to_csv(partial, index=False)
+        os.replace(partial, target)
+        log.info("kept photos of project %s written to %s", project["id"], Path(target).name)
+    return str(target)
+
+
 def build_config(project: dict[str, Any], df: pd.DataFrame):
     """The frozen TrainConfig for what the person chose on the Data and Model pages."""
     from core.config import TrainConfig, recommend_strategy

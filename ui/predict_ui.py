@@ -37,10 +37,11 @@ def open_upload(uploaded) -> Image.Image:
 
 
 def as_dict(prediction: Any) -> dict[str, Any]:
-    """A core.predict.Prediction as label, confidence, topk [(class, probability)], ood, error."""
+    """A core.predict.Prediction as label (the model's guess), answer (None when Latih abstains on a
+    photo unlike the training photos), confidence, topk [(class, probability)], ood, error."""
     return {"label": prediction.label, "confidence": float(prediction.probability or 0.0),
             "topk": list(prediction.top_k or []), "ood": bool(prediction.ood), "error": prediction.error,
-            "positive": prediction.positive}
+            "positive": prediction.positive, "answer": prediction.answer, "abstained": prediction.abstained}
 
 
 def predict_images(run_dir: str, images: list, top_k: int = 3) -> list[dict[str, Any]]:
