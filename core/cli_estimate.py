@@ -19,6 +19,11 @@ def add_estimate(commands, common) -> None:
     estimate.add_argument("--no-curve", action="store_true", help="skip the learning curve")
     estimate.add_argument("--backbone", default=None, help="pretrained model whose frozen features are used")
     estimate.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    estimate.add_argument("--strategy", choices=("fine-tune", "full", "two-stage"), default=None,
+                          help="cross-validate by really training this strategy on every fold (one training "
+                               "per fold; the cost is printed first) instead of the frozen-feature probe")
+    estimate.add_argument("--epochs", type=int, default=None, help="with --strategy: epochs per fold training")
+    estimate.add_argument("--image-size", type=int, default=None, help="with --strategy: input size in pixels")
     estimate.set_defaults(func=cmd_estimate)
 
 
@@ -29,8 +34,48 @@ def cmd_estimate(args) -> int:
 
     if not 2 <= args.folds <= 20 or not 1 <= args.repeats <= 20:
         raise LatihError("--folds must be between 2 and 20 and --repeats between 1 and 20")
+    if args.strategy:
+        return _fine_tune_estimate(args)
     result = estimate(args.path, args.groups, args.backbone or DEFAULT_BACKBONE, args.folds, args.repeats,
                       curve=not args.no_curve, workspace=os.environ.get("LATIH_WORKSPACE"))
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print("\n".join(summary_lines(result)))
+    return 0
+
+
+def fine_tune_config(data_path: str, strategy: str, groups: str = "", backbone: str | None = None,
+                     epochs: int | None = None, image_size: int | None = None):
+    """The TrainConfig a fine-tuned cross-validation trains per fold (the advice's recipe for full)."""
+    from core.advice import FINE_TUNE_RECIPE
+    from core.config import DEFAULT_BACKBONE, TrainConfig
+
+    recipe = dict(FINE_TUNE_RECIPE) if strategy == "full" else {"strategy": strategy, "epochs": 4}
+    if epochs:
+        recipe["epochs"] = epochs
+    return TrainConfig(data_path, backbone=backbone or DEFAULT_BACKBONE, groups=groups, image_size=image_size, **recipe)
+
+
+def _fine_tune_estimate(args) -> int:
+    import sys
+
+    from core.fine_tune_cv import cost, fine_tune_cv, plan
+    from core.estimate import summary_lines
+
+    config = fine_tune_config(args.path, args.strategy, args.groups, args.backbone, args.epochs, args.image_size)
+    workspace = os.environ.get("LATIH_WORKSPACE")
+    layout = plan(config, args.folds, args.repeats, workspace)
+    price = cost(config, layout["n_photos"], layout["n_splits"], args.repeats)
+    print(f"fine-tuned cross-validation ({config.strategy}, {config.epochs} epochs): {price['trainings']} trainings, "
+          f"about {price['seconds'] / 60:.0f} min on this kind of machine", file=sys.stderr if args.json else sys.stdout,
+          flush=True)
+    result = fine_tune_cv(config, args.folds, args.repeats, workspace, progress=lambda done, total: print(
+        f"fold {min(done + 1, total)} of {total}", file=sys.stderr, flush=True) if done < total else None)
+    result["cost"] = price
+    if result["cross_validation"] is None:
+        print(f"stopped after {result['folds_done']} of {result['folds_total']} folds: no summary", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result, default=str))
     else:

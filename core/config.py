@@ -63,6 +63,10 @@ class TrainConfig:
     # "regex:...", "csv:PATH", "folder"; "" = none) stay on one side of every split
     groups: str = ""
     resplit: bool = False  # ignore the dataset's own train/val/test folders and split again by group
+    # one fold of a fine-tuned cross-validation, "KxR:rAfB" (K folds x R repeats; repeat A, fold B):
+    # validate on that fold of core.cross_validation.folds (group-aware, stratified), train on the
+    # rest; replaces the train/val split. "" = the ordinary split.
+    cv_fold: str = ""
     early_stopping_patience: int = 5  # 0 disables
     monitor: str = "val_loss"
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -108,6 +112,13 @@ class TrainConfig:
             problems.append("label smoothing must be between 0 and 1")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             problems.append(f"device must be auto, cpu, cuda or mps (got {self.device!r})")
+        if self.cv_fold:
+            from core.cross_validation import parse_fold
+
+            try:
+                parse_fold(self.cv_fold)
+            except ValueError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError("; ".join(problems))
 

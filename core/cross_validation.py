@@ -14,6 +14,7 @@ features): what feature extraction trains, in a fraction of a second per fold.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -104,26 +105,40 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     if np.bincount(labels).min() < 2:
         raise DataError("cross-validation needs at least 2 photos in every class: add photos")
     plan = list(folds(labels, groups, n_splits, n_repeats, seed))
-    accuracy, balanced, auc, recalls, shares = [], [], [], [], []
+    scores = []
     for done, (_, train_index, test_index) in enumerate(plan, start=1):
         model = linear_probe().fit(features[train_index], labels[train_index])
         probs = np.zeros((len(test_index), len(class_names)))
         probs[:, model.classes_] = model.predict_proba(features[test_index])
-        predicted = probs.argmax(1)
-        truth = labels[test_index]
-        accuracy.append(float((predicted == truth).mean()))
-        balanced.append(float(balanced_accuracy_score(truth, predicted)))
-        auc.append(_auc(truth, probs, len(class_names)))
-        recalls.append(recall_score(truth, predicted, labels=list(range(len(class_names))), average=None,
-                                    zero_division=np.nan))
-        shares.append(len(test_index) / max(1, len(train_index)))
+        scores.append(fold_scores(labels[test_index], probs, len(train_index)))
         if progress is not None:
             progress(done, len(plan))
-    share = float(np.mean(shares))
-    recall_matrix = np.vstack(recalls)
-    k = len(plan) // max(1, n_repeats)
-    result = CVResult(
-        n_splits=k, n_repeats=n_repeats, n_photos=int(len(labels)), n_groups=int(len(np.unique(groups))),
+    result = summarise(scores, class_names, n_repeats, len(labels), len(np.unique(groups)), started)
+    log.info("cross-validation %dx%d: accuracy %s", result.n_splits, n_repeats, result.accuracy.text())
+    return result
+
+
+def fold_scores(truth: np.ndarray, probs: np.ndarray, n_train: int) -> dict:
+    """One fold's figures from its held-out labels (indices) and class probabilities."""
+    n_classes = probs.shape[1]
+    predicted = probs.argmax(1)
+    return {"accuracy": float((predicted == truth).mean()),
+            "balanced": float(balanced_accuracy_score(truth, predicted)),
+            "auc": _auc(truth, probs, n_classes),
+            "recall": recall_score(truth, predicted, labels=list(range(n_classes)), average=None, zero_division=np.nan),
+            "share": len(truth) / max(1, n_train)}
+
+
+def summarise(scores: list[dict], class_names: list[str], n_repeats: int, n_photos: int, n_groups: int,
+              started: float) -> CVResult:
+    """The k x r folds' figures (fold_scores) -> means with Nadeau-Bengio corrected intervals."""
+    accuracy = [s["accuracy"] for s in scores]
+    balanced = [s["balanced"] for s in scores]
+    auc = [s["auc"] for s in scores]
+    share = float(np.mean([s["share"] for s in scores]))
+    recall_matrix = np.vstack([s["recall"] for s in scores])
+    return CVResult(
+        n_splits=len(scores) // max(1, n_repeats), n_repeats=n_repeats, n_photos=int(n_photos), n_groups=int(n_groups),
         accuracy=corrected_interval(accuracy, share), balanced_accuracy=corrected_interval(balanced, share),
         auc=corrected_interval(auc, share) if any(a == a for a in auc) else None,
         per_class_recall={name: corrected_interval(recall_matrix[:, i], share) for i, name in enumerate(class_names)},
@@ -131,8 +146,38 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
         fold_spread={"min": float(np.min(accuracy)), "max": float(np.max(accuracy)),
                      "std": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else 0.0},
         seconds=round(time.perf_counter() - started, 2))
-    log.info("cross-validation %dx%d: accuracy %s", k, n_repeats, result.accuracy.text())
-    return result
+
+
+FOLD_SPEC = re.compile(r"^(\d+)x(\d+):r(\d+)f(\d+)$")
+
+
+def parse_fold(spec: str) -> tuple[int, int, int, int]:
+    """TrainConfig.cv_fold "5x3:r0f2" -> (folds, repeats, repeat, fold); ValueError if malformed."""
+    match = FOLD_SPEC.match(spec or "")
+    if not match:
+        raise ValueError(f"cv_fold must look like 5x3:r0f2 (folds x repeats : repeat, fold), got {spec!r}")
+    k, r, repeat, fold = map(int, match.groups())
+    if not (2 <= k <= 20 and 1 <= r <= 20 and repeat < r and fold < k):
+        raise ValueError(f"cv_fold {spec!r}: need 2-20 folds, 1-20 repeats, and repeat/fold numbers below them")
+    return k, r, repeat, fold
+
+
+def fold_spec(n_splits: int, n_repeats: int, repeat: int, fold: int) -> str:
+    return f"{n_splits}x{n_repeats}:r{repeat}f{fold}"
+
+
+def fold_sides(labels: np.ndarray, groups: np.ndarray, spec: str, seed: int = 0) -> np.ndarray:
+    """"train" / "val" per photo for one fold of folds() (the same assignment the probe uses)."""
+    from core.errors import DataError
+
+    k, r, repeat, fold = parse_fold(spec)
+    plan = [(rep, test) for rep, _, test in folds(np.asarray(labels), np.asarray(groups), k, r, seed) if rep == repeat]
+    if fold >= len(plan):
+        raise DataError(f"cv_fold {spec}: these photos allow only {len(plan)} folds (fewest photos or groups "
+                        "in a class): choose fewer folds")
+    sides = np.full(len(labels), "train", dtype=object)
+    sides[plan[fold][1]] = "val"
+    return sides
 
 
 def _auc(truth: np.ndarray, probs: np.ndarray, n_classes: int) -> float:
@@ -155,4 +200,4 @@ def fine_tune_cost(seconds_per_training: float, n_splits: int = 5, n_repeats: in
 
 
 __all__ = ["Interval", "CVResult", "cross_validate", "corrected_interval", "folds", "linear_probe",
-           "fine_tune_cost"]
+           "fine_tune_cost", "fold_scores", "summarise", "parse_fold", "fold_spec", "fold_sides"]

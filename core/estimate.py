@@ -96,9 +96,11 @@ def summary_lines(result: dict) -> list[str]:
     def iv(d):
         return "n/a" if d is None else f"{d['mean'] * 100:.1f}% (95% interval {d['low'] * 100:.1f} to {d['high'] * 100:.1f})"
 
-    lines = [f"{result['n_photos']:,} photos, {len(result['classes'])} classes, {result['n_groups']:,} groups; "
-             f"frozen {result['backbone']} features",
-             f"cross-validation {cv['n_splits']} folds x {cv['n_repeats']} repeats (linear probe):",
+    how = (f"{result['backbone']} trained ({result['strategy']}) on every fold" if result.get("strategy")
+           else f"frozen {result['backbone']} features")
+    lines = [f"{result['n_photos']:,} photos, {len(result['classes'])} classes, {result['n_groups']:,} groups; {how}",
+             f"cross-validation {cv['n_splits']} folds x {cv['n_repeats']} repeats "
+             f"({'one training per fold' if result.get('strategy') else 'linear probe'}):",
              f"  accuracy           {iv(cv['accuracy'])}",
              f"  balanced accuracy  {iv(cv['balanced_accuracy'])}",
              f"  AUC                {iv(cv['auc'])}",
@@ -117,9 +119,10 @@ def summary_lines(result: dict) -> list[str]:
     advice = result.get("advice")
     if advice:
         lines.append(f"recommended strategy: {advice['strategy']}: {advice['reason']}")
-    cost = result["fine_tune_cv_cost"]
-    lines.append(f"a fine-tuned cross-validation would need {cost['trainings']} trainings, about "
-                 f"{cost['seconds'] / 60:.0f} min on this kind of machine")
+    cost = result.get("fine_tune_cv_cost") or {"trainings": 0, "seconds": 0}
+    if not result.get("strategy"):
+        lines.append(f"a fine-tuned cross-validation would need {cost['trainings']} trainings, about "
+                     f"{cost['seconds'] / 60:.0f} min on this kind of machine")
     lines.append(f"took {result['seconds']['total']:.1f} s")
     return lines
 

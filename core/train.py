@@ -229,12 +229,17 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
         from core.data.groups import assign_groups, group_leak
 
         groups = assign_groups(df, config.groups)
-        if not config.resplit:
+        if not (config.resplit or config.cv_fold):
             findings += group_leak(df, groups)
     for finding in findings:
         log.warning("data check (%s): %s", finding.severity, finding.message)
-    df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed, groups=groups,
-                       resplit=config.resplit)
+    if config.cv_fold:  # one fold of a fine-tuned cross-validation (core.fine_tune_cv)
+        from core.data.split import assign_fold
+
+        df = assign_fold(df, config.cv_fold, config.seed, groups=groups)
+    else:
+        df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed, groups=groups,
+                           resplit=config.resplit)
     df.to_csv(run_dir / runs.SPLITS_FILE, index=False)
     usable = df[df["readable"].astype(bool) & (df["split"] != "")]
     class_names = sorted(usable["label"].unique())

@@ -49,6 +49,7 @@ def estimate_section(project: dict[str, Any]) -> None:
         st.error(job.get("message") or t("common.error_generic"))
     elif job["state"] == "done" and job.get("result"):
         show_result(job["result"])
+        fine_tune_section(project, job["result"].get("fine_tune_cv_cost") or {})
 
 
 @st.fragment(run_every=2)
@@ -58,6 +59,51 @@ def _poll(project: dict[str, Any]) -> None:
         st.rerun()  # the whole page, to show the result
     st.progress(float(job.get("progress") or 0.0),
                 text=t("estimate.running", task=t(f"estimate.task.{job.get('task') or 'start'}")))
+
+
+def _fine_tune_job(project: dict[str, Any]):
+    from core.cli_estimate import fine_tune_config
+    from core.estimate import read_job
+    from core.fine_tune_cv import job_dir
+
+    config = fine_tune_config(_data_path(project), "full", project.get("groups") or "")
+    folder = job_dir(config.data_path, config.groups, config.strategy)
+    return config, folder, read_job(folder)
+
+
+def fine_tune_section(project: dict[str, Any], cost: dict) -> None:
+    """Cross-validation that really fine-tunes on every fold (core.fine_tune_cv), cost stated first."""
+    from core import fine_tune_cv
+
+    st.markdown(f"**{t('estimate.ft.title')}**")
+    st.caption(t("estimate.ft.help", n=cost.get("trainings", "?"), minutes=f"{cost.get('seconds', 0) / 60:.0f}"))
+    config, folder, job = _fine_tune_job(project)
+    if job["state"] == "running":
+        _poll_fine_tune(project)
+        if st.button(t("estimate.ft.stop"), key="estimate_ft_stop", icon=":material/stop:"):
+            with guard("estimate"):
+                fine_tune_cv.stop(folder)
+                st.rerun()
+        return
+    if st.button(t("estimate.ft.start"), key="estimate_ft_start", icon=":material/model_training:"):
+        with guard("estimate"):
+            fine_tune_cv.start(config)
+            st.rerun()
+    if job["state"] == "failed":
+        st.error(job.get("message") or t("common.error_generic"))
+    elif job["state"] == "stopped":
+        st.caption(t("estimate.ft.stopped"))
+    elif job["state"] == "done" and (job.get("result") or {}).get("cross_validation"):
+        show_result(job["result"], summary_key="estimate.ft.summary")
+
+
+@st.fragment(run_every=3)
+def _poll_fine_tune(project: dict[str, Any]) -> None:
+    _, _, job = _fine_tune_job(project)
+    if job["state"] != "running":
+        st.rerun()
+    st.progress(float(job.get("progress") or 0.0),
+                text=t("estimate.ft.running", fold=job.get("fold") or 1, folds=job.get("folds") or "…"))
 
 
 def photo_advice(project: dict[str, Any]) -> dict | None:
@@ -109,9 +155,9 @@ def _interval(d) -> str:
     return f"{100 * d['low']:.1f}% – {100 * d['high']:.1f}%"
 
 
-def show_result(result: dict) -> None:
+def show_result(result: dict, summary_key: str = "estimate.summary") -> None:
     cv = result["cross_validation"]
-    st.markdown(t("estimate.summary", n=f"{result['n_photos']:,}", groups=f"{result['n_groups']:,}",
+    st.markdown(t(summary_key, n=f"{result['n_photos']:,}", groups=f"{result['n_groups']:,}",
                   k=cv["n_splits"], r=cv["n_repeats"]))
     rows = []
     for key in ("accuracy", "balanced_accuracy", "auc"):

@@ -121,3 +121,24 @@ def _target(total: int, fraction: float, minimum_total: int) -> int:
     if fraction <= 0 or total < minimum_total:
         return 0
     return max(1, round(total * fraction))
+
+
+def assign_fold(df: pd.DataFrame, spec: str, seed: int = 0, groups: pd.Series | None = None) -> pd.DataFrame:
+    """A copy of df whose `split` is one cross-validation fold (TrainConfig.cv_fold, e.g. "5x3:r0f2"):
+    "val" for that fold's held-out photos, "train" for the rest, "" for unreadable ones. The
+    dataset's own folders are ignored; the folds are core.cross_validation.folds over the same
+    groups (copies + patients) and class labels as the frozen-feature estimate."""
+    from core.cross_validation import fold_sides
+
+    out = df.copy()
+    out.attrs = dict(df.attrs)
+    readable = out["readable"].astype(bool)
+    out["split"] = ""
+    rows = out[readable]
+    patient = groups.reindex(rows.index) if groups is not None else None
+    class_names = sorted(rows["label"].astype(str).unique())
+    labels = rows["label"].astype(str).map({c: i for i, c in enumerate(class_names)}).to_numpy()
+    out.loc[readable, "split"] = fold_sides(labels, split_groups(rows, patient).to_numpy(), spec, seed)
+    logger.info("cross-validation fold %s: %s", spec, out.loc[readable, "split"].value_counts().to_dict())
+    return out
+
