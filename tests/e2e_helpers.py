@@ -136,11 +136,26 @@ def click_key(page, key: str, timeout: float = 30) -> None:
 
 
 def choose(page, key: str, option_text: str, timeout: float = 30) -> None:
-    """Pick `option_text` in the st.selectbox with key `key`."""
+    """Pick `option_text` in the st.selectbox with key `key`.
+
+    A click that lands while Streamlit redraws the page can leave the list closed, so the box
+    is opened again (after the page settles) until the option shows or `timeout` passes."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     # Streamlit >= 1.5x draws it as a react-aria combobox; older ones as a baseweb select.
     box = keyed(page, key, '[role="combobox"], [data-baseweb="select"]').first
-    box.click(timeout=timeout * 1000)
-    page.get_by_role("option", name=option_text, exact=True).first.click(timeout=timeout * 1000)
+    option = page.get_by_role("option", name=option_text, exact=True).first
+    deadline = time.monotonic() + timeout
+    while True:
+        box.click(timeout=timeout * 1000)
+        try:
+            option.click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+            wait_idle(page, timeout=timeout)
 
 
 def app_errors(page) -> list[str]:
