@@ -16,6 +16,9 @@ make_dataset(classes=("red", "green"), n=12, *, split=None, size=64, sizes=None,
 make_image(path, seed=0, size=64, tint=(128, 128, 128)) -> Path
     Writes one such photo at `path` (format from the extension) and returns the path.
 
+navigation_like_a_running_server: for AppTest modules (`pytestmark = pytest.mark.usefixtures(...)`),
+    makes every AppTest run look like a running server's (no v1 multipage mode).
+
 workspace (autouse): LATIH_WORKSPACE points at tmp_path/"workspace", so tests never write
     into ./workspace. Request it to get that Path.
 """
@@ -77,3 +80,21 @@ def make_dataset(tmp_path):
         return root
     return _make
 
+
+@pytest.fixture
+def navigation_like_a_running_server(request, monkeypatch):
+    """AppTest re-detects the `pages/` folder before every run and so starts each run in
+    Streamlit's v1 multipage mode; a real server does that only for its first run, until
+    app.py's st.navigation turns it off (ui.components.frame() handles that first run by a
+    rerun, which would drop the clicks a test makes). Make every run look like a running server."""
+    if request.node.originalname.startswith("test_first_run_after_a_server_start"):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

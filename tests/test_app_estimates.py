@@ -3,8 +3,12 @@ Data page, the re-split after a group_leak finding, and the Model page preselect
 strategy that the photos' estimate recommends (with its recipe reaching the TrainConfig)."""
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import TINTS, generated_image, save_image
-from tests.test_app_pages import EN, _app, _navigation_like_a_running_server, _no_exception, _open, _project  # noqa: F401
+from tests.test_app_pages import EN, _app, _no_exception, _open, _project  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")  # AppTest keeps the clicks
 
 
 def _clinic(root, split_of=None):

@@ -58,18 +58,7 @@ def hostile(tmp_path_factory):
     return data, Path(result.run_dir)
 
 
-@pytest.fixture(autouse=True)
-def _navigation_like_a_running_server(monkeypatch):
-    """See test_app_pages.py: AppTest would otherwise start every run in v1 multipage mode."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")
 
 
 def _project(data: Path, run: Path | None, workspace: Path, name: str = "![p](http:127.0.0.2:9) **Clinic**"):

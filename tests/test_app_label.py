@@ -16,17 +16,7 @@ APP = REPO / "app.py"
 TIMEOUT = 180
 
 
-@pytest.fixture(autouse=True)
-def _navigation_like_a_running_server(monkeypatch):
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")
 
 
 def _en() -> dict:

@@ -62,18 +62,7 @@ def screening_run(tmp_path_factory):
     return data, Path(result.run_dir), blends
 
 
-@pytest.fixture(autouse=True)
-def _navigation_like_a_running_server(monkeypatch):
-    """See test_app_pages.py: AppTest would otherwise start every run in v1 multipage mode."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")
 
 
 @pytest.fixture

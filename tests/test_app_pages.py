@@ -21,23 +21,7 @@ PAGES = ["home", "data", "model", "train", "evaluate", "test", "runs"]
 TIMEOUT = 120  # first imports of torch/timm in a page can be slow on a busy 2-core box
 
 
-@pytest.fixture(autouse=True)
-def _navigation_like_a_running_server(request, monkeypatch):
-    """AppTest re-detects the `pages/` folder before every run and so starts each run in
-    Streamlit's v1 multipage mode; a real server does that only for its first run, until
-    app.py's st.navigation turns it off (ui.components.frame() handles that first run by a
-    rerun, which would drop the clicks a test makes). Make every run look like a running server."""
-    if request.node.originalname.startswith("test_first_run_after_a_server_start"):
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")
 
 
 def _app(**query) -> AppTest:

@@ -14,7 +14,8 @@ import pytest
 
 from core.config import ConfigError, TrainConfig
 from tests.conftest import TINTS, generated_image, save_image
-from tests.test_app_pages import _navigation_like_a_running_server  # noqa: F401 (AppTest keeps the clicks)
+
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")  # AppTest keeps the clicks
 
 REPO = Path(__file__).resolve().parents[1]
 
