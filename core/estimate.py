@@ -162,16 +162,23 @@ def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n
                                    "n_repeats": n_repeats, "workspace": str(workspace) if workspace else None})
     _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "started": time.time()})
     (folder / RESULT_FILE).unlink(missing_ok=True)
+    pid = launch(folder, "core.estimate")
+    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "started": time.time()})
+    log.info("estimate started in %s (pid %d)", folder, pid)
+    return folder
+
+
+def launch(folder: Path, module: str) -> int:
+    """`python -m module folder` as a detached process (it outlives the page that started it),
+    logging to folder/estimate.log; returns its pid. The estimate and the fine-tune CV share it."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(folder / "estimate.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "core.estimate", str(folder)], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", module, str(folder)], stdin=subprocess.DEVNULL,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True,
                                 close_fds=True)
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": proc.pid, "started": time.time()})
-    log.info("estimate started in %s (pid %d)", folder, proc.pid)
-    return folder
+    return proc.pid
 
 
 def read_job(folder: Path) -> dict:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,7 +146,7 @@ def job_dir(data_path: str, groups: str = "", strategy: str = "full", workspace=
 
 def start(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=None) -> Path:
     """Run fine_tune_cv in a background process; poll the folder with core.estimate.read_job."""
-    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, _write, read_job
+    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, _write, launch, read_job
 
     folder = _default_folder(config, workspace)
     folder.mkdir(parents=True, exist_ok=True)
@@ -158,15 +157,9 @@ def start(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=
     _write(folder / REQUEST_FILE, {"config": config.to_dict(), "n_splits": n_splits, "n_repeats": n_repeats,
                                    "workspace": str(workspace) if workspace else None})
     _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "task": "start"})
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(folder / "estimate.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "core.fine_tune_cv", str(folder)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True,
-                                close_fds=True)
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": proc.pid, "task": "start"})
-    log.info("fine-tuned cross-validation started in %s (pid %d)", folder, proc.pid)
+    pid = launch(folder, "core.fine_tune_cv")
+    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "task": "start"})
+    log.info("fine-tuned cross-validation started in %s (pid %d)", folder, pid)
     return folder
 
 
