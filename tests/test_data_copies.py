@@ -62,7 +62,7 @@ def test_near_copy_across_classes_is_a_warning_and_training_is_not_blocked(make_
     assert len(pairs) == 1 and pairs.loc[0, "kind"] == "near" and pairs.loc[0, "scope"] == "across_classes"
     assert pairs.loc[0, "similarity"] >= copies.FINE_SIMILARITY
 
-    from core.train import prepare_data  # the engine's own gate: errors stop training, warnings do not
+    from core.prepare import prepare_data  # the engine's own gate: errors stop training, warnings do not
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -80,7 +80,7 @@ def test_byte_identical_photo_in_two_classes_is_an_error_naming_both(make_datase
     assert sorted(Path(p).name for p in error.files) == ["red_004.png", "same.png"]  # the pair only
     assert "'green/same.png' (class 'green') and 'red/red_004.png' (class 'red')" in error.message
     from core.errors import DataError
-    from core.train import prepare_data
+    from core.prepare import prepare_data
 
     with pytest.raises(DataError, match="byte-identical"):
         prepare_data(TrainConfig(data_path=str(root)), None, tmp_path)

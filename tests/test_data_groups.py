@@ -145,7 +145,7 @@ def test_group_leak_finding_on_a_shipped_split(grouped_dataset):
 
 
 def test_config_carries_groups(grouped_dataset, tmp_path):
-    from core.train import prepare_data
+    from core.prepare import prepare_data
 
     root = grouped_dataset()
     config = TrainConfig(data_path=str(root), groups="eye-pair", val_fraction=0.3)
