@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.augment import build_eval_transform
-from core.backbones import data_config, pretrained_model
+from core.weights import data_config, pretrained_model
 from core.data.ingest import load_image
 from core.explain import gradcam
 

@@ -108,7 +108,7 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
               val_fraction: float = 0.2, progress=None, device: str = "auto",
               image_size: int | None = None) -> Advice:
     """Probe the photos of a scanned dataset (readable rows) and recommend a strategy."""
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
     from core.cross_validation import cross_validate
     from core.data.split import split_groups
     from core.features import familiarity, frozen_features

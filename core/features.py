@@ -35,7 +35,7 @@ def frozen_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, works
                     image_size: int | None = None, progress: Callable[[int, int], None] | None = None,
                     device: str = "auto") -> FrozenFeatures:
     """Features of each row of frame (readable photos; needs `path` and `sha1`)."""
-    from core.backbones import pretrained_model
+    from core.weights import pretrained_model
     from core.device import configure_cpu_threads, pick_device
     from core.feature_cache import cached_feature, store_feature
     from core.forward import forward_photos

@@ -174,7 +174,7 @@ class Trainer(ResumableStages):
         return lambda done, total: self.hooks.on_progress(self.ctx, task, done, total)
 
     def train_head(self, epochs: int) -> None:
-        from core.backbones import apply_strategy
+        from core.freezing import apply_strategy
 
         apply_strategy(self.model, "feature-extraction")
         self.model.eval()  # frozen backbone: features exactly as pretrained (BN statistics untouched)
@@ -230,7 +230,7 @@ class Trainer(ResumableStages):
 
     # ---- stage 2: the usual loop over photos ---------------------------------------------
     def finetune(self, epochs: int) -> None:
-        from core.backbones import apply_strategy, param_groups
+        from core.freezing import apply_strategy, param_groups
 
         c, device = self.config, self.ctx.device
         strategy = "full" if c.strategy == "two-stage" else c.strategy
@@ -259,7 +259,7 @@ class Trainer(ResumableStages):
                 break
 
     def _finetune_epoch(self, loader, optimizer, scheduler, amp, scaler):
-        from core.backbones import set_frozen_bn_eval
+        from core.freezing import set_frozen_bn_eval
 
         device = self.ctx.device
         self.model.train()

@@ -94,7 +94,7 @@ class Preprocessing:
 
 def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn.Module, Preprocessing]:
     from core.augment import build_eval_transform, build_train_transform
-    from core.backbones import create_backbone, data_config
+    from core.weights import create_backbone, data_config
     from core.data.cache import ImageCache
 
     model = create_backbone(config.backbone, n_classes, weights=config.weights, workspace=workspace)

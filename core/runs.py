@@ -152,7 +152,7 @@ class Run:
 
     def model(self, device: str = "cpu"):
         """Rebuild the timm model (no download: weights="scratch") and load the best weights."""
-        from core.backbones import create_backbone
+        from core.weights import create_backbone
 
         weights = self.run_dir / MODEL_FILE
         if not weights.exists() or not self.class_names:

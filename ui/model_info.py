@@ -28,7 +28,7 @@ def backbones() -> list:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def offline(name: str) -> bool:
-    from core.backbones import weights_available_offline
+    from core.weights import weights_available_offline
 
     try:
         return bool(weights_available_offline(name))
@@ -59,7 +59,7 @@ def train_count(df: pd.DataFrame, project: dict[str, Any]) -> int:
 @st.cache_data(show_spinner=False, ttl=600)
 def _cost(name: str, n_images: int, strategy: str, epochs: int, image_size: int | None, batch: int,
           val_fraction: float) -> dict | None:
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
 
     try:
         return estimate_cost(name, strategy, n_images, image_size=image_size, epochs=epochs, batch_size=batch,
