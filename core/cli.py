@@ -239,7 +239,7 @@ def _say_waiting(position: int) -> None:
 
 def cmd_train(args) -> int:
     from core.callbacks import ProgressBar
-    from core.jobs import train_in_queue
+    from core.queue_entry import train_in_queue
 
     from core.cli_estimate import auto_strategy, wants_auto
 
@@ -256,7 +256,7 @@ def cmd_train(args) -> int:
 
 def cmd_resume(args) -> int:
     from core.callbacks import ProgressBar
-    from core.jobs import train_in_queue
+    from core.queue_entry import train_in_queue
     from core.runs import load_run
 
     run = load_run(args.run)

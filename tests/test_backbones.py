@@ -219,14 +219,14 @@ def test_param_groups_respect_vit_no_weight_decay():
 
 # ---- cost and recommendation ---------------------------------------------------------
 def test_estimate_cost_orders_strategies_and_models():
-    def cost(name, strategy):
+    def cost_of(name, strategy):
         return cost.estimate_cost(name, strategy, n_images=500, image_size=None, epochs=10, batch_size=32)
 
-    fe, ft, full = (cost("tf_efficientnet_lite0", s) for s in ("feature-extraction", "fine-tune", "full"))
+    fe, ft, full = (cost_of("tf_efficientnet_lite0", s) for s in ("feature-extraction", "fine-tune", "full"))
     assert fe["seconds"] < ft["seconds"] < full["seconds"]
     assert fe["memory_mb"] < full["memory_mb"]
-    assert cost("resnet50", "full")["seconds"] > full["seconds"]
-    two_stage = cost("tf_efficientnet_lite0", "two-stage")
+    assert cost_of("resnet50", "full")["seconds"] > full["seconds"]
+    two_stage = cost_of("tf_efficientnet_lite0", "two-stage")
     assert fe["seconds"] < two_stage["seconds"] < full["seconds"]
 
 
