@@ -236,7 +236,8 @@ def test_cli_data_check_writes_the_pairs_and_exclude_clears_them(make_dataset, t
 
 
 def test_cli_train_exclude_goes_into_the_config(make_dataset, tmp_path):
-    from core.cli import build_parser, config_from_args
+    from core.cli import build_parser
+    from core.cli_train import config_from_args
 
     root = make_dataset(("red", "green"), n=12)
     listing = tmp_path / "list.txt"
