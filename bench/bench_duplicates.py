@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.data import copies  # noqa: E402
-from core.data.ingest import _decode_rgb, perceptual_hash, scan  # noqa: E402
+from core.data.decode import _decode_rgb, perceptual_hash  # noqa: E402
+from core.data.scan import scan  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 if not SHARED.is_dir():

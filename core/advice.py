@@ -142,7 +142,7 @@ def recommend_for_config(config: TrainConfig, workspace=None, progress=None) -> 
     """The advice for the dataset and groups a config names (what `latih train` without --strategy
     uses); None when the photos cannot be trained on at all: training then says why, in its words."""
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.validate import check_dataset, has_errors
 
     if not Path(config.data_path).expanduser().exists():

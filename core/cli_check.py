@@ -32,7 +32,7 @@ def cmd_data_check(args) -> int:
 
     from core.data.copies import find_pairs
     from core.data.exclude import read_list
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.validate import check_dataset, drop_files
 
     with _Progress(enabled=not args.json) as bar:

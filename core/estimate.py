@@ -39,7 +39,7 @@ def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE,
     from core.cost import estimate_cost
     from core.cross_validation import cross_validate, fine_tune_cost
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.split import split_groups
     from core.features import familiarity, frozen_features
     from core.learning_curve import forecast_check, learning_curve

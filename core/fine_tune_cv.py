@@ -39,7 +39,7 @@ def plan(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=N
     """How many folds these photos allow, and the photos and groups they are made of."""
     from core.cross_validation import folds
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.split import split_groups
 
     df = scan(config.data_path, workspace=workspace)

@@ -34,7 +34,7 @@ class PreparedData:
 
 def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     """Scan, check (errors stop training), split (saved as splits.csv)."""
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.split import assign_splits
     from core.data.validate import check_dataset
 

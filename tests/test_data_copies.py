@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance
 
 from core.config import TrainConfig
 from core.data import copies
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.data.validate import check_dataset, duplicate_groups, has_errors
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.data.validate import check_dataset, drop_files, duplicate_groups, has_errors
 
 

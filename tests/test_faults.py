@@ -281,7 +281,7 @@ def test_full_disk_json_write_leaves_the_old_file_and_no_temp(tiny_disk):
 
 
 def test_full_disk_while_unpacking_a_zip_is_checked_before_and_cleaned(tiny_disk, tmp_path):
-    from core.data.ingest import open_source
+    from core.data.scan import open_source
 
     data = tmp_path / "zips"
     data.mkdir()
@@ -423,7 +423,7 @@ def test_password_protected_zip_is_a_plain_message(tmp_path, workspace, capsys, 
 
 
 def test_whole_archive_bomb_of_many_small_members_is_refused(tmp_path, workspace):
-    from core.data.ingest import open_source
+    from core.data.scan import open_source
 
     archive = tmp_path / "bomb.zip"
     zeros = b"\0" * 9_990_000  # each member under the 10 MiB per-member limit
@@ -557,7 +557,8 @@ def _heic(path: Path, colour) -> Path:
 
 
 def test_heic_and_gif_are_read_in_scan_predict_and_uploads(trained_run, workspace, tmp_path, capsys):
-    from core.data.ingest import decode_bytes, scan
+    from core.data.decode import decode_bytes
+    from core.data.scan import scan
 
     _, run_dir, _ = trained_run
     folder = tmp_path / "phone"

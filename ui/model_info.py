@@ -98,7 +98,7 @@ def check_backbone_name(name: str) -> None:
 # ---- the TrainConfig of a project ----------------------------------------------------------------
 def training_data_path(project: dict[str, Any]) -> str:
     """The photos to estimate on: the dataset itself, or, when photos are left out, a labels CSV
-    (path,label) of the kept ones in the project folder, which `core.data.ingest.scan` reads as a
+    (path,label) of the kept ones in the project folder, which `core.data.scan.scan` reads as a
     dataset. Training itself gets the left-out photos as `TrainConfig.exclude` instead; either
     way the person's own files are never touched."""
     import hashlib

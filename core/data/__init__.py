@@ -1,4 +1,4 @@
-"""Datasets: find photos (ingest), check them (validate, copies), split them (split), feed them (cache).
+"""Datasets: find photos (scan, layout, archives, decode), check them (validate, copies), split them (split), feed them (cache).
 
     df = scan(path)                       # folder or .zip -> one row per file
     findings = check_dataset(df)          # plain-language problems, with one-click fixes
@@ -13,7 +13,7 @@ from importlib import import_module
 
 _HOMES = {
     "ImageCache": "cache", "PhotoDataset": "cache",
-    "COLUMNS": "ingest", "MAX_PIXELS": "ingest", "load_image": "ingest", "open_source": "ingest", "scan": "ingest",
+    "COLUMNS": "scan", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan", "scan": "scan",
     "assign_splits": "split",
     "Finding": "validate", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
     "has_errors": "validate",

@@ -62,7 +62,7 @@ SCOPES = ("across_classes", "across_splits", "within_class")
 
 def thumbnail(path: str, size: int = THUMB) -> np.ndarray:
     """size x size uint8 grey thumbnail of the photo's centre square (EXIF-upright); DataError if unusable."""
-    from core.data.ingest import load_image  # late: ingest is the heavier module
+    from core.data.decode import load_image  # late: decode is the heavier module
 
     return thumbnail_of(load_image(path, draft_size=2 * size), size)
 

@@ -1,4 +1,4 @@
-"""Checks a scanned dataset (see ingest.scan) for problems a domain expert can fix.
+"""Checks a scanned dataset (see core.data.scan) for problems a domain expert can fix.
 
 Each problem is a Finding in plain words with counts and names, the files concerned and,
 when one click can fix it, a fix id: the files listed are the ones `drop_files` removes.
@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.data import copies
 from core.data.copy_findings import copy_findings
-from core.data.ingest import NOT_IMAGE
+from core.data.decode import NOT_IMAGE
 
 MIN_PHOTOS_ERROR = 2
 MIN_PHOTOS_WARNING = 10
