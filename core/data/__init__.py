@@ -1,6 +1,6 @@
 """Datasets: find photos (scan, layout, archives, decode), check them (validate, copies), split them (split), feed them (cache).
 
-    df = scan(path)                       # folder or .zip -> one row per file
+    df = scan(path)                       # core.data.scan.scan: folder or .zip -> one row per file
     findings = check_dataset(df)          # plain-language problems, with one-click fixes
     pairs = find_pairs(df)                # confirmed copy pairs (core.data.copies)
     df = assign_splits(df, 0.2, 0.0, 0)   # stratified, seeded, copy-safe
@@ -13,7 +13,7 @@ from importlib import import_module
 
 _HOMES = {
     "ImageCache": "cache", "PhotoDataset": "cache",
-    "COLUMNS": "scan", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan", "scan": "scan",
+    "COLUMNS": "scan", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan",
     "assign_splits": "split",
     "Finding": "validate", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
     "has_errors": "validate",
