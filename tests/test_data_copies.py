@@ -16,6 +16,7 @@ from PIL import Image, ImageEnhance
 
 from core.config import TrainConfig
 from core.data import copies
+from core.data import thumbs as thumbs_module
 from core.data.scan import scan
 from core.data.validate import check_dataset, duplicate_groups, has_errors
 
@@ -158,9 +159,9 @@ def test_kept_pairs_are_not_reported_again(make_dataset):
 
 def test_thumbnails_are_cached_by_sha1(make_dataset, workspace):
     df = scan(make_dataset(("a", "b"), n=3))
-    thumbs, ok = copies.thumbnails(df)
+    thumbs, ok = thumbs_module.thumbnails(df)
     assert ok.all() and thumbs.shape == (6, copies.THUMB, copies.THUMB)
-    cached = copies.ThumbCache().lookup(df["sha1"].tolist())
+    cached = thumbs_module.ThumbCache().lookup(df["sha1"].tolist())
     assert set(cached) == set(df["sha1"]) and (workspace / "cache" / "thumbs.sqlite").exists()
 
 
