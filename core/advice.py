@@ -143,7 +143,8 @@ def recommend_for_config(config: TrainConfig, workspace=None, progress=None) -> 
     uses); None when the photos cannot be trained on at all: training then says why, in its words."""
     from core.data.groups import assign_groups
     from core.data.scan import scan
-    from core.data.validate import check_dataset, has_errors
+    from core.data.findings import has_errors
+    from core.data.validate import check_dataset
 
     if not Path(config.data_path).expanduser().exists():
         return None

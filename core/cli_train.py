@@ -142,7 +142,8 @@ def cmd_resume(args) -> int:
 
 def cmd_repeat(args) -> int:
     from core.callbacks import ProgressBar
-    from core.runs import load_run, repeat_run
+    from core.runs import load_run
+    from core.train import repeat_run
 
     run = load_run(args.run)
     result = repeat_run(run.run_dir, callbacks=[ProgressBar()])

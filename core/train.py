@@ -221,4 +221,11 @@ def _evaluation_headline(evaluation: dict | None) -> dict:
             "evaluated_on": split}
 
 
-__all__ = ["train", "TrainResult"]
+def repeat_run(run_dir, workspace=None, callbacks=()) -> TrainResult:
+    """Train again from the run's saved config.json alone; returns the new TrainResult."""
+    run = runs.load_run(run_dir, workspace)
+    # Default to the original run's workspace, so caches and the runs list stay together.
+    return train(run.config, workspace=workspace or run.run_dir.parent.parent, callbacks=callbacks)
+
+
+__all__ = ["train", "repeat_run", "TrainResult"]

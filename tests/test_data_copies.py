@@ -18,7 +18,8 @@ from core.config import TrainConfig
 from core.data import copies
 from core.data import thumbs as thumbs_module
 from core.data.scan import scan
-from core.data.validate import check_dataset, duplicate_groups, has_errors
+from core.data.findings import has_errors
+from core.data.validate import check_dataset, duplicate_groups
 
 
 def by_code(findings):

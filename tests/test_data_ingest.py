@@ -12,9 +12,10 @@ import pytest
 from PIL import Image, ImageFile
 
 from core.data import archives, decode
-from core.data import scan as scan_module
+from core.data import scan_cache
 from core.data.decode import load_image
-from core.data.scan import COLUMNS, open_source, scan
+from core.data.scan import open_source, scan
+from core.data.scan_cache import COLUMNS
 from core.errors import DataError
 
 
@@ -307,7 +308,7 @@ def test_second_scan_comes_from_the_cache_and_changes_are_seen(make_dataset, mak
     root = make_dataset(("a", "b"), n=3)
     first = scan(root)
     assert (workspace / "cache" / "scan.sqlite").exists()
-    monkeypatch.setattr(scan_module, "describe_file", lambda path: pytest.fail(f"decoded {path} again"))
+    monkeypatch.setattr(scan_cache, "describe_file", lambda path: pytest.fail(f"decoded {path} again"))
     again = scan(root)
     assert again.equals(first)
 
@@ -315,6 +316,6 @@ def test_second_scan_comes_from_the_cache_and_changes_are_seen(make_dataset, mak
     make_image(changed, seed=1234, size=80)
     os.utime(changed, ns=(1, 1))  # a different mtime, whatever the clock resolution
     decoded = []
-    monkeypatch.setattr(scan_module, "describe_file", lambda path: decoded.append(path) or decode.PhotoInfo(error="x"))
+    monkeypatch.setattr(scan_cache, "describe_file", lambda path: decoded.append(path) or decode.PhotoInfo(error="x"))
     scan(root)
     assert decoded == [str(changed)]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.data import scan as scan_module
+from core.data import scan_cache
 from core.data.labelled import scan_csv, scan_loose
 from core.errors import DataError
 from core.labels import LabelError, LabelLog, write_training_csv
@@ -99,7 +100,7 @@ def test_loose_photos_are_scanned_and_checked_like_a_dataset(loose):
     assert df["readable"].sum() == 6
     bad = df[~df["readable"]]
     assert bad["path"].iloc[0].endswith("notes.txt") and "not an image" in bad["error"].iloc[0]
-    assert list(df.columns) == scan_module.COLUMNS
+    assert list(df.columns) == scan_cache.COLUMNS
 
 
 def test_labels_csv_is_a_training_source_for_scan(tmp_path, loose):

@@ -16,9 +16,9 @@ from core import train as train_module
 from core.callbacks import FunctionCallback
 from core.config import TrainConfig
 from core.errors import DataError
-from core.runs import load_run, read_metrics, read_status, repeat_run
 from core.loop import lr_factor
-from core.train import train
+from core.runs import load_run, read_metrics, read_status
+from core.train import repeat_run, train
 
 EPOCH_KEYS = {"epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
               "images_per_s", "peak_mem_mb"}

@@ -90,7 +90,7 @@ def pool_frame(project: dict[str, Any]) -> pd.DataFrame:
 
     folders = pool_folders(project)
     if not folders:
-        from core.data.scan import COLUMNS
+        from core.data.scan_cache import COLUMNS
 
         return pd.DataFrame(columns=COLUMNS)
     return _pool_cached(tuple(folders), _signature(folders), str(workspace_dir()))

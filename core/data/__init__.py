@@ -13,10 +13,10 @@ from importlib import import_module
 
 _HOMES = {
     "ImageCache": "cache", "PhotoDataset": "cache",
-    "COLUMNS": "scan", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan",
+    "COLUMNS": "scan_cache", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan",
     "assign_splits": "split",
-    "Finding": "validate", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
-    "has_errors": "validate",
+    "Finding": "findings", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
+    "has_errors": "findings",
     "find_pairs": "copies",
 }
 

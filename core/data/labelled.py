@@ -18,7 +18,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from core.data import layout, scan as scan_module
+from core.data import layout, scan_cache
 from core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,9 @@ def scan_loose(folders: Iterable[str | os.PathLike], *, workspace=None, use_cach
     """One row per file under `folders` with label "" and split ""; unreadable files are rows
     with readable=False and the reason in `error` (like `core.data.scan.scan`)."""
     paths = loose_files(folders)
-    infos = scan_module._describe_all(paths, workspace, use_cache)
+    infos = scan_cache.describe_all(paths, workspace, use_cache)
     rows = [{"path": p, "label": "", "split": "", **asdict(i)} for p, i in zip(paths, infos)]
-    df = pd.DataFrame(rows, columns=scan_module.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+    df = pd.DataFrame(rows, columns=scan_cache.COLUMNS).astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root="", empty_classes=[])
     return df
 
@@ -86,8 +86,8 @@ def scan_csv(path: str | os.PathLike, *, workspace=None, use_cache: bool = True)
         labels.pop(photo, None)
         labels[photo] = label
     paths = list(labels)
-    infos = scan_module._describe_all(paths, workspace, use_cache)
+    infos = scan_cache.describe_all(paths, workspace, use_cache)
     df = pd.DataFrame([{"path": p, "label": labels[p], "split": "", **asdict(i)} for p, i in zip(paths, infos)],
-                      columns=scan_module.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+                      columns=scan_cache.COLUMNS).astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root=str(path), empty_classes=[])
     return df

@@ -8,13 +8,13 @@ core.data.copy_findings (a near-copy guess is never an error).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from core.data import copies
 from core.data.copy_findings import copy_findings
+from core.data.findings import Finding
 from core.data.decode import NOT_IMAGE
 
 MIN_PHOTOS_ERROR = 2
@@ -25,19 +25,6 @@ SMALL_SIDE = 64
 EXAMPLES = 3  # names quoted in a message; the full list is in Finding.files
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-
-
-@dataclass
-class Finding:
-    code: str
-    severity: str  # "error" blocks training, "warning" should be looked at, "info" is for the record
-    message: str
-    files: list[str] = field(default_factory=list)
-    fix: str | None = None
-
-
-def has_errors(findings: list[Finding]) -> bool:
-    return any(f.severity == "error" for f in findings)
 
 
 def drop_files(df: pd.DataFrame, files) -> pd.DataFrame:
