@@ -167,7 +167,9 @@ class MetricsLogger(Callback):
 
     def on_train_start(self, ctx):
         if self.path is None:
-            self.path = Path(ctx.run_dir) / "metrics.jsonl"
+            from core.runs import METRICS_FILE
+
+            self.path = Path(ctx.run_dir) / METRICS_FILE
         self.write({"type": "status", "state": "running", "message": "training started"})
 
     def write(self, record: dict) -> None:
@@ -285,7 +287,7 @@ class StatusLine(Callback):
         self.run_dir = Path(run_dir)
 
     def _say(self, message: str, **extra) -> None:
-        from core.run_status import update_status
+        from core.runs import update_status
 
         try:
             update_status(self.run_dir, message=message, **extra)

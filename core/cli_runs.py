@@ -13,7 +13,7 @@ def add_runs(commands, common) -> None:
 
 
 def cmd_runs(args) -> int:
-    from core.runs import list_runs
+    from core.run_list import list_runs
 
     frame = list_runs()
     if args.json:

@@ -23,12 +23,13 @@ from typing import Callable
 
 import numpy as np
 
+from core import runs
 from core.config import DEFAULT_BACKBONE
 from core.errors import DataError
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
+STATUS_FILE = runs.STATUS_FILE  # an estimate job keeps its state the way a run does
 RESULT_FILE = "estimate.json"
 REQUEST_FILE = "request.json"
 

@@ -9,10 +9,7 @@ the test split is only measured, so its figures are not flattered by those choic
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +17,9 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              confusion_matrix, f1_score, precision_recall_fscore_support,
                              roc_auc_score, roc_curve)
 
-from core import calibrate, screening, stats
+from core import calibrate, runs, screening, stats
 from core.errors import RunError
+from core.jsonfile import json_safe
 from core.ood import OODDetector
 
 log = logging.getLogger(__name__)
@@ -86,40 +84,6 @@ def metrics(probs, labels, class_names, preds=None, positive_index: int | None =
 # ---------------------------------------------------------------------------------------
 # run folder
 # ---------------------------------------------------------------------------------------
-def json_safe(obj):
-    """Plain JSON types; NaN/inf become None so the file is valid JSON everywhere."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json_atomic(path, obj) -> None:
-    """Write then rename, so a reader (the app, a crash) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(json_safe(obj), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path.name} is missing from run folder {path.parent.name}; "
-                       "the run did not finish, train it again.") from None
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path.name} in run folder {path.parent.name} is damaged ({exc.msg}); "
-                       "train the run again.") from None
-
-
 def load_outputs(run_dir) -> dict[str, dict[str, np.ndarray]]:
     """{split: {logits, labels, features, paths}} for each outputs_<split>.npz present."""
     out = {}
@@ -173,9 +137,9 @@ def _positive_index(meta: dict, class_names: list[str]) -> tuple[int | None, boo
 def _target_sensitivity(run_dir: Path, meta: dict) -> float:
     if "target_sensitivity" in meta:
         return float(meta["target_sensitivity"])
-    cfg = run_dir / "config.json"
-    if cfg.exists():
-        return float(_read_json(cfg).get("target_sensitivity", 0.95))
+    config = runs.read_json(run_dir / runs.CONFIG_FILE)
+    if config is not None:
+        return float(config.get("target_sensitivity", 0.95))
     return 0.95
 
 
@@ -252,7 +216,7 @@ def _small_split_note(labels: np.ndarray, n_classes: int, split: str) -> list[st
 
 
 def _load_for_evaluation(run_dir: Path) -> tuple[dict, list[str], dict]:
-    meta = _read_json(run_dir / "meta.json")
+    meta = runs.read_json_required(run_dir / runs.META_FILE)
     class_names = list(meta.get("class_names") or [])
     if len(class_names) < 2:
         raise RunError(f"Run {run_dir.name} lists fewer than two classes in meta.json; train it again.")
@@ -309,7 +273,7 @@ def evaluate_run(run_dir, n_boot: int = 1000, seed: int = 0) -> dict:
     }
     if det is not None:
         det.save(run_dir)  # before meta points at it
-    write_json_atomic(run_dir / "evaluation.json", evaluation)
+    runs.write_json(run_dir / runs.EVALUATION_FILE, evaluation)
     _update_meta(run_dir, T, threshold, meta.get("positive_class"), det)
     return json_safe(evaluation)
 
@@ -321,8 +285,6 @@ def _roc_curves(labels, probs, class_names, pos) -> dict:
 
 
 def _update_meta(run_dir: Path, T: float, threshold, positive_class, det) -> None:
-    # re-read just before writing so keys another module wrote meanwhile are kept
-    meta = _read_json(run_dir / "meta.json")
-    meta.update({"temperature": T, "threshold": threshold, "positive_class": positive_class,
-                 "ood": None if det is None else det.to_meta()})
-    write_json_atomic(run_dir / "meta.json", meta)
+    # under meta.json's lock, so keys another module writes meanwhile are kept
+    runs.update_meta(run_dir, **json_safe({"temperature": T, "threshold": threshold, "positive_class": positive_class,
+                                           "ood": None if det is None else det.to_meta()}))

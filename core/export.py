@@ -18,10 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.runs import crop_pct_of, image_size_of
+from core import runs
+from core.jsonfile import read_json as _read_json
 from core.errors import LatihError, RunError
 from core.evaluate import evaluate_run
-from core.runs import load_run, resolve_run_dir
+from core.runs import crop_pct_of, image_size_of, load_run, resolve_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,6 @@ PARITY_ATOL = 1e-3  # float32 kernels differ slightly between runtimes; real bug
 # ---------------------------------------------------------------------------------------
 # run folder -> model + preprocessing
 # ---------------------------------------------------------------------------------------
-def _read_json(path: Path, default=None):
-    if not path.exists():
-        if default is not None:
-            return default
-        raise RunError(f"{path.name} is missing from run folder {path.parent.name}; train it again.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunError(f"{path.name} in run folder {path.parent.name} is damaged ({exc.msg}).") from None
-
-
 def preprocessing(meta: dict) -> dict:
     """The eval-time preprocessing as plain numbers, for the package and the model card.
 
@@ -170,7 +160,7 @@ def _split_table(run_dir: Path, evaluation: dict, class_names: list[str]) -> lis
 
 
 def _findings(run_dir: Path) -> list[str]:
-    data = _read_json(run_dir / "findings.json", default=[]) if (run_dir / "findings.json").exists() else []
+    data = _read_json(run_dir / "findings.json", [], want=None)  # a data-check report, when one was saved
     items = data.get("findings", []) if isinstance(data, dict) else data
     return [f"- data check ({f.get('severity', 'info')}): {f.get('message', '')}"
             for f in items if isinstance(f, dict) and f.get("severity") in ("error", "warning")]
@@ -249,9 +239,9 @@ def _usage_snippet(meta: dict) -> list[str]:
 def model_card(run_dir) -> str:
     """Markdown model card: data, model, metrics with intervals, calibration, limits, usage."""
     run_dir = Path(run_dir)
-    meta = _read_json(run_dir / "meta.json")
-    config = _read_json(run_dir / "config.json", default={}) if (run_dir / "config.json").exists() else {}
-    ev = _read_json(run_dir / "evaluation.json")
+    meta = runs.read_json_required(run_dir / runs.META_FILE)
+    config = runs.read_json(run_dir / runs.CONFIG_FILE) or {}
+    ev = runs.read_json_required(run_dir / runs.EVALUATION_FILE)
     classes = list(meta.get("class_names", []))
     warnings_ = [f"- data check: {w}" for w in meta.get("data_warnings") or [] if isinstance(w, str)]
     limits = [f"- {n}" for n in ev.get("notes", [])] + _findings(run_dir) + warnings_ + [
@@ -299,7 +289,7 @@ def export_package(run_dir, out_zip) -> Path:
     evaluation.json, model_card.md. The ONNX file is checked against PyTorch first."""
     run_dir, out_zip = Path(run_dir), Path(out_zip)
     _ensure_evaluation(run_dir)
-    meta = _read_json(run_dir / "meta.json")
+    meta = runs.read_json_required(run_dir / runs.META_FILE)
     meta_out = {**meta, "preprocessing": preprocessing(meta)}
     meta_out.pop("ood", None)  # its arrays live in the run folder, not in the package
     model = load_model(run_dir)
@@ -313,10 +303,9 @@ def export_package(run_dir, out_zip) -> Path:
                 zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.write(run_dir / "model.safetensors", "model.safetensors")
             zf.write(onnx_path, "model.onnx")
-            zf.writestr("config.json", json.dumps(_read_json(run_dir / "config.json", default={})
-                                                  if (run_dir / "config.json").exists() else {}, indent=2))
-            zf.writestr("meta.json", json.dumps(meta_out, indent=2))
-            zf.write(run_dir / "evaluation.json", "evaluation.json")
+            zf.writestr(runs.CONFIG_FILE, json.dumps(runs.read_json(run_dir / runs.CONFIG_FILE) or {}, indent=2))
+            zf.writestr(runs.META_FILE, json.dumps(meta_out, indent=2))
+            zf.write(run_dir / runs.EVALUATION_FILE, runs.EVALUATION_FILE)
             zf.writestr("model_card.md", model_card(run_dir))
         partial.replace(out_zip)
     return out_zip
@@ -341,7 +330,7 @@ def _export_command(args: argparse.Namespace) -> int:
         export_package(run_dir, out)
         print(f"wrote {out}")
         return 0
-    meta = _read_json(run_dir / "meta.json")
+    meta = runs.read_json_required(run_dir / runs.META_FILE)
     model, size = load_model(run_dir), image_size_of(meta)
     probe = _probe_images(size, 2, seed=1)
     if args.format == "onnx":

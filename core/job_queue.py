@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from core.jsonfile import read_json
-from core.run_status import now_iso, pid_alive, read_raw, update_status
+from core.liveness import now_iso, pid_alive
+from core.runs import read_raw, update_status
 from core.workspace import subdir
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,8 @@ Files (besides the queue folder's, see core/job_queue.py):
 """
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -25,13 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import run_status
+from core import runs
 from core.config import TrainConfig
 from core.errors import RunError
 from core.job_queue import (PID_NAME, TICKET_SUFFIX, current_run, queue_dir, ticket_data, ticket_for, ticket_run, tickets,
                             workspace_of)
 from core.jsonfile import write_json_atomic
-from core.run_status import DIED_MESSAGE, FINISHED, STATUSES, now_iso, pid_alive, to_epoch  # noqa: F401 (re-exported)
+from core.liveness import now_iso, pid_alive
+from core.runs import DIED_MESSAGE, FINISHED, STATUSES
 from core.workspace import subdir, workspace_dir
 
 log = logging.getLogger(__name__)
@@ -56,48 +55,11 @@ def _ws(workspace: str | os.PathLike | None) -> Path:
 
 def read_status(run_dir: str | os.PathLike) -> dict:
     """The raw contents of `<run>/status.json` ({} when missing or damaged)."""
-    return run_status.read_raw(run_dir)[0]
+    return runs.read_raw(run_dir)[0]
 
 
 def _update_status(run_dir: Path, **fields: Any) -> dict:
-    return run_status.update_status(run_dir, **fields)
-
-
-
-
-# ---------------------------------------------------------------------------------------
-# run folders and tickets
-# ---------------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "run"
-
-
-def _new_run_dir(config: TrainConfig, ws: Path) -> Path:
-    """`core.runs.new_run_dir` when it exists (and can target `ws`), else a folder of our own."""
-    try:
-        from core import runs  # written by another engineer; may not exist yet
-    except ImportError:
-        runs = None
-    if runs is not None and hasattr(runs, "new_run_dir"):
-        import inspect
-
-        params = inspect.signature(runs.new_run_dir).parameters
-        if "workspace" in params:
-            return Path(runs.new_run_dir(config, workspace=ws))
-        if ws == workspace_dir(None, create=False):
-            return Path(runs.new_run_dir(config))
-        log.info("core.runs.new_run_dir takes no workspace; naming the run folder here")
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{_slug(config.run_name or config.backbone)}"
-    root = subdir("runs", ws)
-    for i in range(1000):
-        path = root / (base if i == 0 else f"{base}-{i}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-    raise RunError(f"could not create a new run folder in {root}; remove old runs and try again")
+    return runs.update_status(run_dir, **fields)
 
 
 
@@ -114,15 +76,13 @@ def enqueue(config: TrainConfig | None, workspace: str | os.PathLike | None = No
     comes (the background worker leaves it to that process)."""
     ws = _ws(workspace)
     if run_dir is None:
-        run_dir = _new_run_dir(config, ws).resolve()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_json(run_dir / "config.json")
+        run_dir = runs.new_run_dir(config, ws)  # config.json first, status queued
     run_dir = Path(run_dir).resolve()
     now = _now()
     fields = {"state": "queued", "pid": None, "message": "waiting for its turn", "submitted": now, "updated": now,
               "group": group, "resume": resume}
-    run_status.update_json_fields(run_dir, fields, drop=("reason", "damaged", "heartbeat"))
-    (run_dir / "STOP").unlink(missing_ok=True)
+    runs.update_json_fields(run_dir, fields, drop=("reason", "damaged", "heartbeat"))
+    (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
     ticket = queue_dir(ws) / f"{time.time_ns():020d}-{run_dir.name}{TICKET_SUFFIX}"
     write_json_atomic(ticket, {"run_dir": str(run_dir), "submitted": now, "owner_pid": owner_pid,
                                "resume": resume})
@@ -195,12 +155,12 @@ def ensure_worker(workspace: str | os.PathLike | None = None, grace_s: float = 1
 def queue(workspace: str | os.PathLike | None = None) -> list[Path]:
     """Runs waiting to train, in the order they will train (the running one is not included)."""
     ws = _ws(workspace)
-    runs = []
+    waiting = []
     for ticket in tickets(ws):
         run = ticket_run(ticket)
         if run is not None:
-            runs.append(run)
-    return runs
+            waiting.append(run)
+    return waiting
 
 
 def active_job(workspace: str | os.PathLike | None = None) -> Path | None:
@@ -238,16 +198,16 @@ def job_status(run_dir: str | os.PathLike) -> dict:
         raise RunError(f"run folder {run} does not exist; pick a run from the list")
     ws = workspace_of(run)
     raw = read_status(run)
-    state = raw.get("state") or ("done" if (run / "model.safetensors").exists() else "queued")
+    state = raw.get("state") or ("done" if (run / runs.MODEL_FILE).exists() else "queued")
     if state not in STATES:
-        log.warning("unknown state %r in %s/status.json", state, run)
+        log.warning("unknown state %r in %s", state, run / runs.STATUS_FILE)
     out: dict[str, Any] = {
         "pid": None, "message": "", "submitted": None, "started": None, "updated": None,
         **raw, "state": state, "run_dir": str(run), "position": None,
     }
 
     if state == "running":
-        checked = run_status.check_alive(run, raw)
+        checked = runs.check_alive(run, raw)
         if checked.get("state") != "running":
             out.update(checked)
             out["state"] = checked.get("state", "failed")
@@ -284,7 +244,7 @@ def stop(run_dir: str | os.PathLike) -> dict:
     state = read_status(run).get("state")
     if state in FINISHED:
         return job_status(run)
-    (run / "STOP").touch()
+    (run / runs.STOP_FILE).touch()
     ticket = ticket_for(run, workspace_of(run))
     if ticket is not None:
         try:

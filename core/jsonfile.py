@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import logging
 import os
 import tempfile
@@ -41,8 +42,21 @@ def lock_for(path: str | os.PathLike) -> FileLock:
     return FileLock(str(path.with_name(path.name + ".lock")), timeout=LOCK_TIMEOUT_S)
 
 
+def json_safe(obj):
+    """Plain JSON types; NaN/inf become None so the file is valid JSON everywhere."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy arrays and scalars
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return json.dumps(json_safe(data), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def _write_unlocked(path: Path, data: Any) -> None:

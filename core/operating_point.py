@@ -227,7 +227,7 @@ def set_threshold(run_dir, threshold, source: str = "evaluate page") -> dict:
     if not ev:
         raise RunError(f"Run {run_dir.name} has no evaluation yet (still training, stopped or failed); "
                        "wait for it to finish or train it again.")
-    new_ev = evaluate.json_safe(_reevaluate(scores, ev, threshold))
+    new_ev = jsonfile.json_safe(_reevaluate(scores, ev, threshold))
     jsonfile.write_json_atomic(run_dir / runs.EVALUATION_FILE, new_ev)
     at = new_ev["screening"]["evaluation"]
     entry = {"old": scores.threshold, "new": threshold, "when": _now_iso(), "where": source,

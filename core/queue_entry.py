@@ -16,13 +16,13 @@ import os
 import time
 from pathlib import Path
 
-from core import jobs, run_status
+from core import jobs, runs
 from core.config import TrainConfig
 from core.errors import Cancelled, RunError
 from core.job_queue import (CURRENT_NAME, LOCK_NAME, PID_NAME, current_run, queue_dir, ticket_for, tickets, try_lock,
                             unlock, workspace_of)
 from core.jobs import enqueue, ensure_worker, job_status, queue
-from core.run_status import update_status
+from core.runs import update_status
 from core.workspace import workspace_dir
 from core.jsonfile import lock_for
 
@@ -58,7 +58,7 @@ def submit_once(config: TrainConfig, group: str, workspace: str | os.PathLike | 
                 log.info("project %s already has run %s; joining it", group, existing.name)
                 return existing, True
         run_dir = Path(jobs.submit(config, ws))
-        run_status.update_json_fields(run_dir, {"group": group})
+        runs.update_json_fields(run_dir, {"group": group})
     return run_dir, False
 
 
@@ -92,7 +92,7 @@ def train_in_queue(config: TrainConfig | None, workspace: str | os.PathLike | No
         ok, why = can_resume(Path(resume_run))
         if not ok:
             raise RunError(why)
-        config = TrainConfig.from_json(Path(resume_run) / "config.json")
+        config = TrainConfig.from_json(Path(resume_run) / runs.CONFIG_FILE)
     run = enqueue(config, ws, run_dir=resume_run, owner_pid=os.getpid(), resume=resume_run is not None)
     qdir = queue_dir(ws)
     told, lock = False, None

@@ -22,11 +22,10 @@ import torch
 
 from core.diskspace import partial_file
 from core.errors import RunError
-from core.run_status import read_status
+from core.runs import LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, read_status
 
 log = logging.getLogger(__name__)
 
-RESUME_FILE, LAST_MODEL_FILE, METRICS_FILE = "resume.pt", "last.safetensors", "metrics.jsonl"
 VERSION = 1
 
 

@@ -1,10 +1,18 @@
-"""Run folders: one per training, self-describing, never silently lost.
+"""Run folders: the one module that knows what is inside `<ws>/runs/<run_id>/`.
 
 `<ws>/runs/<run_id>/` holds config.json (written first, so every run can be repeated),
 status.json, metrics.jsonl, model.safetensors, meta.json, splits.csv, train.log, and later
-outputs_<split>.npz / evaluation.json from the trust features. Everything here reads those
-files tolerantly: a run still training (half-written last line) or a crashed one (no model)
-is listed and described, not an exception.
+outputs_<split>.npz / evaluation.json from the trust features. Every other module names these
+files through the constants here and reads/writes them through the helpers here (atomic and
+locked: core/jsonfile.py underneath). Everything here reads tolerantly: a run still training
+(half-written last line) or a crashed one (no model) is described, not an exception.
+
+status.json = {"state": queued|running|done|failed|stopped, "pid", "message", "updated",
+"submitted", "started", "heartbeat" (epoch seconds), "epoch", ...}. The training process
+refreshes "heartbeat" every HEARTBEAT_S seconds (Heartbeat). A dead "running" run
+(core/liveness.py) is recorded as failed with `reason: "died"` and DIED_MESSAGE by
+`check_alive`, so every view says "stopped unexpectedly" within a poll.
+Listing and deleting runs is core/run_list.py.
 """
 from __future__ import annotations
 
@@ -12,8 +20,10 @@ import json
 import logging
 import os
 import re
-import shutil
-from dataclasses import dataclass, field
+import socket
+import threading
+import time
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,19 +33,23 @@ import pandas as pd
 from core.config import ConfigError, TrainConfig
 from core.errors import RunError
 from core.jsonfile import read_json as _read_json
-from core.jsonfile import read_json_checked, write_json_atomic
-from core.run_status import (DIED_MESSAGE, FINISHED, STATUS_FILE, STATUSES, Heartbeat, check_alive, died,
-                             pid_alive, read_status, status_text, update_status, write_status)
+from core.jsonfile import read_json_checked, update_json, write_json_atomic
+from core.liveness import HEARTBEAT_S, is_dead, now_iso
 from core.workspace import subdir, workspace_dir
 
 log = logging.getLogger(__name__)
 
 STRATEGY_SHORT = {"feature-extraction": "fe", "fine-tune": "ft", "full": "full", "two-stage": "2stage"}
-CONFIG_FILE, META_FILE = "config.json", "meta.json"
+CONFIG_FILE, META_FILE, STATUS_FILE = "config.json", "meta.json", "status.json"
 METRICS_FILE, MODEL_FILE, EVALUATION_FILE = "metrics.jsonl", "model.safetensors", "evaluation.json"
 SPLITS_FILE, LOG_FILE, STOP_FILE = "splits.csv", "train.log", "STOP"
 RESUME_FILE, LAST_MODEL_FILE = "resume.pt", "last.safetensors"  # the last epoch's state, for resuming
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+STATUSES = ("queued", "running", "done", "failed", "stopped")
+FINISHED = ("done", "failed", "stopped")
+DIED_MESSAGE = "stopped unexpectedly (its process is gone); resume it from its last checkpoint or start again"
+DAMAGED = "damaged"
 
 
 # ---- small JSON helpers (core.jsonfile: atomic, locked, damage-tolerant) -----------------
@@ -47,6 +61,20 @@ def write_json(path: Path, data: Any) -> None:
 def read_json(path: Path) -> dict | None:
     """The JSON object in `path`, or None when it is missing or damaged (logged)."""
     return _read_json(path, None)
+
+
+def read_json_required(path: Path) -> dict:
+    """The JSON object in a run file that must be there; RunError in plain words when it is
+    missing or damaged (the evaluation and the export cannot go on without it)."""
+    path = Path(path)
+    data, problem = read_json_checked(path)
+    if data is None and problem is None:
+        raise RunError(f"{path.name} is missing from run folder {path.parent.name}; "
+                       "the run did not finish, train it again.")
+    if problem or not isinstance(data, dict):
+        raise RunError(f"{path.name} in run folder {path.parent.name} is damaged "
+                       f"({problem or 'not a JSON object'}); train the run again.")
+    return data
 
 
 # ---- creating a run ----------------------------------------------------------------------
@@ -92,9 +120,38 @@ def read_meta(run_dir: Path) -> dict:
 
 def update_meta(run_dir: Path, **changes: Any) -> dict:
     """Merge `changes` into meta.json under its lock (used by training and by the trust features)."""
-    from core.jsonfile import update_json
-
     return update_json(Path(run_dir) / META_FILE, lambda meta: meta.update(changes))
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """meta.json, typed: what training recorded about the model and its preprocessing."""
+    class_names: tuple = ()
+    backbone: str = ""
+    strategy: str = ""
+    image_size: int = 224
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    crop_pct: float = 1.0  # no crop when absent, as training falls back
+    interpolation: str = "bicubic"
+    best_epoch: int | None = None
+    temperature: float | None = None
+    threshold: float | None = None
+    positive_class: str | None = None
+    target_sensitivity: float | None = None
+    extra: dict = field(default_factory=dict)  # every other key, as written
+
+    @classmethod
+    def from_dict(cls, meta: dict) -> "RunMeta":
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known = names - {"image_size", "crop_pct"}  # these two have one reader each, below
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta.items() if k in known and v is not None}
+        return cls(**values, image_size=image_size_of(meta), crop_pct=crop_pct_of(meta),
+                   extra={k: v for k, v in meta.items() if k not in names})
+
+
+def read_run_meta(run_dir: Path) -> RunMeta:
+    return RunMeta.from_dict(read_meta(run_dir))
 
 
 # ---- reading runs ------------------------------------------------------------------------
@@ -133,6 +190,133 @@ def read_metrics(run_dir: Path, kind: str | None = "epoch") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ---- status.json: the one writer and reader ------------------------------------------------
+def write_status(run_dir: str | os.PathLike, state: str, message: str = "", **extra: Any) -> dict:
+    """Merge into status.json under its lock; earlier keys (submitted, started) are kept."""
+    if state not in STATUSES:
+        raise ValueError(f"unknown run state {state!r}")  # a bug in the caller, not user input
+    fields = {"state": state, "message": message, "updated": now_iso(), **extra}
+    fields.setdefault("pid", os.getpid())
+
+    def change(data: dict) -> None:
+        data.pop("status", None)
+        if state != "failed":
+            data.pop("reason", None)
+        data.update(fields)
+        if state == "running":
+            data.setdefault("started", now_iso())
+            data.setdefault("host", socket.gethostname())
+            data["heartbeat"] = time.time()
+
+    return update_json(Path(run_dir) / STATUS_FILE, change)
+
+
+def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
+    """Merge raw fields (no state check) into status.json, stamping "updated"."""
+    def change(data: dict) -> None:
+        data.update(fields)
+        data["updated"] = now_iso()
+
+    return update_json(Path(run_dir) / STATUS_FILE, change)
+
+
+def update_json_fields(run_dir: str | os.PathLike, fields: dict, drop: tuple[str, ...] = ()) -> dict:
+    """Set `fields` and remove the keys in `drop`, under the lock."""
+    def change(data: dict) -> None:
+        for key in drop:
+            data.pop(key, None)
+        data.update(fields)
+
+    return update_json(Path(run_dir) / STATUS_FILE, change)
+
+
+def read_raw(run_dir: str | os.PathLike) -> tuple[dict, str | None]:
+    """(status.json as a dict, None) or ({}, why it is damaged)."""
+    data, problem = read_json_checked(Path(run_dir) / STATUS_FILE)
+    if problem:
+        return {}, f"status.json {problem}"
+    if data is not None and not isinstance(data, dict):
+        return {}, "status.json is not a JSON object"
+    return data or {}, None
+
+
+def read_status(run_dir: str | os.PathLike) -> dict:
+    """status.json with "state" guaranteed ("status" is the same value, for readers using either).
+
+    A damaged status.json reads as failed with `damaged` set to what is wrong (never raises)."""
+    data, problem = read_raw(run_dir)
+    if problem:
+        log.warning("run %s: %s", Path(run_dir).name, problem)
+        data = {"state": "failed", "reason": DAMAGED, "damaged": problem,
+                "message": f"{problem}: this run's files are damaged; delete the run or train again"}
+    elif not data:
+        data = {"message": "status.json missing"}
+    data["state"] = data.get("state") or data.get("status") or "failed"
+    data["status"] = data["state"]
+    return data
+
+
+def check_alive(run_dir: str | os.PathLike, status: dict | None = None) -> dict:
+    """The status, with a dead "running" run recorded as failed (reason "died")."""
+    status = status if status is not None else read_status(run_dir)
+    if not is_dead(status):
+        return status
+    pid = status.get("pid")
+
+    def change(data: dict) -> None:
+        # Re-checked under the lock: the trainer may have finished between our two looks.
+        if data.get("state") == "running" and data.get("pid") == pid and is_dead(data):
+            log.warning("run %s: process %s is gone; marking it stopped unexpectedly", Path(run_dir).name, pid)
+            data.update(state="failed", reason="died", message=DIED_MESSAGE, updated=now_iso())
+
+    data = update_json(Path(run_dir) / STATUS_FILE, change)
+    data["status"] = data.get("state")
+    return data
+
+
+def died(status: dict) -> bool:
+    return status.get("state") == "failed" and status.get("reason") == "died"
+
+
+def status_text(status: dict) -> str:
+    """One word or two for lists: the state, or "stopped unexpectedly" / "damaged"."""
+    if died(status):
+        return "stopped unexpectedly"
+    if status.get("reason") == DAMAGED:
+        return DAMAGED
+    return str(status.get("state"))
+
+
+class Heartbeat:
+    """`with Heartbeat(run_dir): train...` refreshes status.json's heartbeat every HEARTBEAT_S."""
+
+    def __init__(self, run_dir: str | os.PathLike, interval: float = HEARTBEAT_S):
+        self.path = Path(run_dir) / STATUS_FILE
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="latih-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        pid = os.getpid()
+        while not self._stop.wait(self.interval):
+            try:
+                def change(data: dict) -> None:
+                    if data.get("state") == "running" and data.get("pid") == pid:
+                        data["heartbeat"] = time.time()
+                update_json(self.path, change)
+            except Exception as exc:  # a missed beat is not worth failing a training for
+                log.warning("heartbeat of %s not written: %s", self.path.parent.name, exc)
+
+
+# ---- one run ------------------------------------------------------------------------------
 @dataclass
 class Run:
     run_dir: Path
@@ -217,103 +401,8 @@ def load_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = N
     return Run(run_dir=run_dir, config=config, meta=read_meta(run_dir), metrics=read_metrics(run_dir),
                evaluation=read_json(run_dir / EVALUATION_FILE), status=check_alive(run_dir))
 
-
-def _best_epoch_row(metrics: pd.DataFrame, best_epoch: int | None) -> dict:
-    if metrics.empty or "epoch" not in metrics:
-        return {}
-    if best_epoch is not None and (metrics["epoch"] == best_epoch).any():
-        return metrics[metrics["epoch"] == best_epoch].iloc[-1].to_dict()
-    if "val_acc" in metrics and metrics["val_acc"].notna().any():
-        return metrics.loc[metrics["val_acc"].idxmax()].to_dict()
-    return {}
-
-
-def _headline(evaluation: dict | None, key: str) -> float | None:
-    """Pull one headline number out of evaluation.json, whatever its nesting ({value: ...} or a float)."""
-    if not evaluation:
-        return None
-    for container in (evaluation.get("metrics"), evaluation):
-        if isinstance(container, dict) and key in container:
-            value = container[key]
-            if isinstance(value, dict):
-                value = value.get("value", value.get("point"))
-            if isinstance(value, (int, float)):
-                return float(value)
-    return None
-
-
-def _created(status: dict, run_dir: Path) -> datetime:
-    for key in ("started", "submitted"):
-        try:
-            return datetime.fromisoformat(str(status[key])).replace(tzinfo=None)
-        except (KeyError, ValueError):
-            continue
-    return datetime.fromtimestamp(run_dir.stat().st_mtime)
-
-
-def summarize_run(run_dir: Path) -> dict:
-    """One row for the runs table; never raises for a damaged run (it is shown as such)."""
-    config, config_problem = read_json_checked(run_dir / CONFIG_FILE)
-    config = config if isinstance(config, dict) else {}
-    meta, status = read_meta(run_dir), check_alive(run_dir)
-    problems = [f"config.json {config_problem}"] if config_problem else []
-    if status.get("damaged"):
-        problems.append(status["damaged"])
-    best = _best_epoch_row(read_metrics(run_dir), meta.get("best_epoch"))
-    evaluation = read_json(run_dir / EVALUATION_FILE)
-    return {
-        "run_id": run_dir.name,
-        "created": _created(status, run_dir),
-        "data": config.get("data_path"),
-        "backbone": config.get("backbone"),
-        "strategy": config.get("strategy"),
-        "status": status.get("state"),
-        "status_text": "damaged" if problems else status_text(status),
-        "damaged": "; ".join(problems) or None,
-        "message": status.get("message"),
-        "best_epoch": _as_int(meta.get("best_epoch")),
-        "val_acc": best.get("val_acc"),
-        "val_f1": best.get("val_f1"),
-        "eval_split": (evaluation or {}).get("evaluated_on"),
-        "eval_acc": _headline(evaluation, "accuracy"),
-        "eval_f1": _headline(evaluation, "macro_f1"),
-        "wall_s": meta.get("wall_s"),
-        "run_dir": str(run_dir),
-    }
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return None if value is None else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def list_runs(workspace: str | os.PathLike | None = None) -> pd.DataFrame:
-    """All runs in the workspace, newest first."""
-    runs_root = workspace_dir(workspace, create=False) / "runs"
-    rows = [summarize_run(d) for d in sorted(runs_root.glob("*")) if (d / CONFIG_FILE).exists()] \
-        if runs_root.exists() else []
-    columns = ["run_id", "created", "data", "backbone", "strategy", "status", "status_text", "damaged", "message",
-               "best_epoch", "val_acc",
-               "val_f1", "eval_split", "eval_acc", "eval_f1", "wall_s", "run_dir"]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["best_epoch"] = frame["best_epoch"].astype("Int64")
-    return frame.sort_values("created", ascending=False, ignore_index=True) if rows else frame
-
-
-def delete_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None) -> None:
-    """Delete one run folder; refuses anything that is not a run folder, and a running run."""
-    run_dir = resolve_run_dir(run_dir, workspace)
-    status = read_status(run_dir)
-    status = check_alive(run_dir, status)
-    if status.get("state") == "running":
-        raise RunError(f"run {run_dir.name} is still training; stop it first")
-    shutil.rmtree(run_dir)
-    log.info("deleted run %s", run_dir)
-
-
-__all__ = ["Run", "new_run_dir", "list_runs", "load_run", "delete_run", "read_metrics",
-           "write_status", "read_status", "read_meta", "update_meta", "resolve_run_dir", "workspace_dir",
-           "write_json", "read_json", "summarize_run", "load_weights", "check_alive", "status_text", "died",
-           "update_status", "pid_alive", "Heartbeat", "STATUSES", "FINISHED", "DIED_MESSAGE", "STATUS_FILE"]
+__all__ = ["Run", "RunMeta", "new_run_dir", "load_run", "read_metrics", "write_status", "read_status", "read_raw",
+           "read_meta", "read_run_meta", "update_meta", "resolve_run_dir", "write_json", "read_json", "load_weights",
+           "check_alive", "status_text", "died", "update_status", "update_json_fields", "Heartbeat", "STATUSES",
+           "FINISHED", "DIED_MESSAGE", "CONFIG_FILE", "META_FILE", "STATUS_FILE", "METRICS_FILE", "MODEL_FILE",
+           "EVALUATION_FILE", "SPLITS_FILE", "LOG_FILE", "STOP_FILE", "RESUME_FILE", "LAST_MODEL_FILE"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.errors import Cancelled, LatihError
 from core.job_queue import CURRENT_NAME, FOREGROUND, LOCK_NAME, PID_NAME, claim_next, queue_dir, tickets, try_lock, unlock
-from core.run_status import FINISHED, read_raw, update_status
+from core.runs import CONFIG_FILE, FINISHED, STOP_FILE, read_raw, update_status
 from core.workspace import workspace_dir
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,15 @@ def _train_function():
 
 
 def _run_one(run: Path, ws: Path) -> None:
-    if (run / "STOP").exists():
+    if (run / STOP_FILE).exists():
         update_status(run, state="stopped", pid=None, message="cancelled before it started")
         return
-    if not (run / "config.json").exists():
+    if not (run / CONFIG_FILE).exists():
         update_status(run, state="failed", message="config.json is missing from the run folder")
         return
     log.info("training %s", run)
     try:
-        config = TrainConfig.from_json(run / "config.json")
+        config = TrainConfig.from_json(run / CONFIG_FILE)
         train = _train_function()
         if read_status(run).get("resume"):
             train(config, workspace=str(ws), run_dir=run, resume=True)
@@ -70,7 +70,7 @@ def _run_one(run: Path, ws: Path) -> None:
         return
     state = read_status(run).get("state")
     if state not in FINISHED:
-        if (run / "STOP").exists():
+        if (run / STOP_FILE).exists():
             update_status(run, state="stopped", message="stopped by the user; the best checkpoint is kept")
         else:
             update_status(run, state="done", message="finished")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.runs import delete_run, list_runs, read_json
+from core.run_list import delete_run, list_runs
+from core.runs import read_json
 from ui import progress, state
 from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_project
 from ui.i18n import t

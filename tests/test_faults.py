@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, queue_entry, run_status, runs
+from core import jobs, liveness, queue_entry, run_list, runs
 from core.cli import main as cli
 from core.config import TrainConfig
 from core.errors import DataError, LatihError, RunError
@@ -209,7 +209,7 @@ def test_non_utf8_config_and_status_show_as_damaged_and_keep_the_others(trained_
     assert good.name in out.out
     assert "bad-config: damaged: config.json is not text" in out.out
     assert "bad-status: damaged: status.json is not text" in out.out
-    table = runs.list_runs()
+    table = run_list.list_runs()
     assert set(table["run_id"]) == {good.name, "bad-config", "bad-status"}
     with pytest.raises(RunError, match="damaged: config.json is not text"):
         runs.load_run(bad_config)
@@ -440,16 +440,15 @@ def test_whole_archive_bomb_of_many_small_members_is_refused(tmp_path, workspace
 # 7. dead runs, the queue without a page, resume
 # ---------------------------------------------------------------------------------------
 def test_heartbeat_alone_marks_a_run_on_another_machine_dead(tmp_path):
-    from core import run_status
 
     run = tmp_path / "runs" / "r1"
     run.mkdir(parents=True)
-    run_status.update_json_fields(run, {"state": "running", "pid": os.getpid(), "host": "another-machine",
-                                        "heartbeat": time.time() - run_status.HEARTBEAT_STALE_S - 5})
-    assert run_status.check_alive(run)["reason"] == "died"
-    run_status.update_json_fields(run, {"state": "running", "pid": os.getpid(), "host": "another-machine",
+    runs.update_json_fields(run, {"state": "running", "pid": os.getpid(), "host": "another-machine",
+                                        "heartbeat": time.time() - liveness.HEARTBEAT_STALE_S - 5})
+    assert runs.check_alive(run)["reason"] == "died"
+    runs.update_json_fields(run, {"state": "running", "pid": os.getpid(), "host": "another-machine",
                                         "heartbeat": time.time()}, drop=("reason",))
-    assert run_status.check_alive(run)["state"] == "running"
+    assert runs.check_alive(run)["state"] == "running"
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset, workspace, tmp_path, capsys):
@@ -470,7 +469,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
         # within seconds, everywhere: job status, the runs list, the CLI
         status = _wait_for(lambda: (s := jobs.job_status(victim))["state"] != "running" and s, 10, "death noticed")
         assert status["state"] == "failed" and status["reason"] == "died"
-        assert runs.list_runs().set_index("run_id").loc[victim.name, "status_text"] == "stopped unexpectedly"
+        assert run_list.list_runs().set_index("run_id").loc[victim.name, "status_text"] == "stopped unexpectedly"
         time.sleep(3.5)  # the queue's grace period for a worker that may still be starting
         assert cli(["runs"]) == 0  # ... which also starts the next queued job: no page needed
         out = capsys.readouterr().out
@@ -539,7 +538,7 @@ def test_latih_train_joins_the_queue_and_says_it_is_waiting(make_dataset, worksp
     assert json.loads(out.strip().splitlines()[-1])["status"] == "done"
     long_status, cli_status = runs.read_status(long), runs.read_status(cli_run)
     assert long_status["state"] == "stopped"
-    assert run_status.to_epoch(cli_status["started"]) >= run_status.to_epoch(long_status["updated"]) - 1
+    assert liveness.to_epoch(cli_status["started"]) >= liveness.to_epoch(long_status["updated"]) - 1
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core import job_queue, jobs, run_status
+from core import job_queue, jobs, liveness
 from core.config import TrainConfig
 
 pytestmark = pytest.mark.timeout(600)
@@ -92,7 +92,7 @@ def test_two_jobs_run_in_order_one_at_a_time(ws, make_dataset):
     assert jobs.wait(second, timeout=300)["state"] == "done"
     # one at a time: the second started after the first had ended
     s1, s2 = jobs.read_status(first), jobs.read_status(second)
-    assert run_status.to_epoch(s2["started"]) >= run_status.to_epoch(s1["updated"])
+    assert liveness.to_epoch(s2["started"]) >= liveness.to_epoch(s1["updated"])
     assert jobs.queue(ws) == [] and jobs.active_job(ws) is None
     _wait_for(lambda: jobs.worker_pid(ws) is None, 60, "the worker to exit on an empty queue")
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from core import runs
+from core import run_list, runs
 from core.config import TrainConfig
 from core.errors import RunError
 
@@ -68,7 +68,7 @@ def test_list_runs_summarises_each_run(tmp_path, workspace):
     broken = workspace / "runs" / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
-    table = runs.list_runs(workspace)
+    table = run_list.list_runs(workspace)
     assert len(table) == 2
     row = table[table["run_id"] == run.name].iloc[0]
     assert row["status"] == "done" and row["val_acc"] == 0.9 and row["best_epoch"] == 2
@@ -77,7 +77,7 @@ def test_list_runs_summarises_each_run(tmp_path, workspace):
 
 
 def test_list_runs_of_an_empty_workspace(workspace):
-    assert runs.list_runs(workspace).empty
+    assert run_list.list_runs(workspace).empty
 
 
 def test_load_run_by_folder_or_id_and_missing_model(tmp_path, workspace):
@@ -95,7 +95,7 @@ def test_delete_run_refuses_a_live_run(tmp_path, workspace):
     run = fake_finished_run(tmp_path, workspace)
     runs.write_status(run, "running")  # our own pid: alive
     with pytest.raises(RunError, match="still training"):
-        runs.delete_run(run)
+        run_list.delete_run(run)
     runs.write_status(run, "failed")
-    runs.delete_run(run)
+    run_list.delete_run(run)
     assert not run.exists()

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import figures
+from core import figures, runs
 from core import operating_point as op
 from ui.components import guard
 from ui.i18n import t, t_plain
@@ -42,7 +42,7 @@ def _split_name(split: str) -> str:
 
 
 def _stamp(run_dir: str) -> tuple[float, float]:
-    paths = [Path(run_dir) / name for name in ("meta.json", "evaluation.json")]
+    paths = [Path(run_dir) / name for name in (runs.META_FILE, runs.EVALUATION_FILE)]
     return tuple(p.stat().st_mtime if p.exists() else 0.0 for p in paths)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from core import runs
 from core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ def _predictor(run_dir: str, stamp: float):
 
 
 def predictor(run_dir: str):
-    model = Path(run_dir) / "model.safetensors"
-    meta = Path(run_dir) / "meta.json"
+    model = Path(run_dir) / runs.MODEL_FILE
+    meta = Path(run_dir) / runs.META_FILE
     stamp = max(p.stat().st_mtime for p in (model, meta) if p.exists()) if model.exists() else 0.0
     return _predictor(str(run_dir), stamp)
 

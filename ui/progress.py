@@ -5,7 +5,6 @@ reload, a second tab or an app restart all see the same training.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,8 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.run_status import to_epoch
-from core.runs import read_metrics
+from core.liveness import to_epoch
+from core.runs import CONFIG_FILE, read_json, read_metrics
 from ui.i18n import t
 
 log = logging.getLogger(__name__)
@@ -29,10 +28,7 @@ def read_events(run_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
+    return read_json(Path(run_dir) / CONFIG_FILE) or {}
 
 
 

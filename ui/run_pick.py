@@ -46,9 +46,9 @@ def warn_if_unfinished(run_dir: str) -> None:
 
 
 def run_title(run_dir: str) -> str:
-    from core.runs import read_json
+    from core.runs import CONFIG_FILE, read_json
 
-    config = read_json(Path(run_dir) / "config.json") or {}
+    config = read_json(Path(run_dir) / CONFIG_FILE) or {}
     name = Path(run_dir).name
     backbone = config.get("backbone", "?")
     strategy = config.get("strategy")
