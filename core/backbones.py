@@ -14,7 +14,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 
-from core.config import DEFAULT_BACKBONE
+from core.config import DEFAULT_BACKBONE, ConfigError
 from core.errors import LatihError
 
 logger = logging.getLogger(__name__)
@@ -180,5 +180,23 @@ def get_spec(name: str) -> BackboneSpec:
     )
 
 
-__all__ = ["BackboneSpec", "REGISTRY", "DEFAULT_BACKBONE", "BUNDLED", "list_backbones", "get_spec",
+def check_image_size(name: str, image_size: int | None, pretrained_cfg: dict | None = None) -> None:
+    """ConfigError when `name` only takes its own input size and another one is asked for.
+
+    Why: ViT-style models have position embeddings for one grid; another size fails deep inside
+    training. Checked while the person edits the Model page and again when the model is built."""
+    if image_size is None:
+        return
+    if pretrained_cfg is None:
+        cfg = get_pretrained_cfg(name.split(".")[0], allow_unregistered=True) if timm.is_model(name) else None
+        pretrained_cfg = cfg.to_dict() if cfg is not None else {}
+    if not pretrained_cfg.get("fixed_input_size"):
+        return
+    native = int(pretrained_cfg["input_size"][-1])
+    if int(image_size) != native:
+        raise ConfigError(f"{name} only takes {native} px photos: set the image size to {native} "
+                          "(or leave it on automatic), or pick a convolutional backbone")
+
+
+__all__ = ["check_image_size", "BackboneSpec", "REGISTRY", "DEFAULT_BACKBONE", "BUNDLED", "list_backbones", "get_spec",
            "profile_on_meta"]

@@ -27,7 +27,9 @@ def add_train(commands, common) -> None:
     add("--resplit", action="store_true", default=None, help="ignore the dataset's own train/val/test folders "
         "and split again (by group)")
     add("--epochs", type=int, help="passes over the training photos (default 15)")
-    add("--head-epochs", type=int, help="two-stage only: epochs on the last layer before unfreezing (default 3)")
+    add("--head-epochs", type=int, help="two-stage and gradual: epochs on the last layer before unfreezing "
+        "(gradual: also on the last blocks before unfreezing all; default 3)")
+    add("--unfreeze-blocks", type=int, help="fine-tune: how many of the last blocks learn (default 2)")
     add("--lr", type=float, help="learning rate of the new last layer (default 0.001)")
     add("--backbone-lr", type=float, help="learning rate of the pretrained layers that learn "
         "(default depends on the strategy; smaller than --lr)")
@@ -61,7 +63,7 @@ def add_train(commands, common) -> None:
 
 # flag dest -> TrainConfig field (when the names differ)
 _FLAG_TO_FIELD = {"patience": "early_stopping_patience"}
-_TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "lr", "backbone_lr", "batch_size", "image_size",
+_TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "unfreeze_blocks", "lr", "backbone_lr", "batch_size", "image_size",
                 "augment", "seed", "val_fraction", "test_fraction", "weights", "positive_class",
                 "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name",
                 "groups", "resplit")

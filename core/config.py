@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LatihError
+from core.recipe import DEFAULT_BACKBONE_LR, STRATEGIES
 
-STRATEGIES = ("feature-extraction", "fine-tune", "full", "two-stage")
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
 IMBALANCE_MODES = ("none", "class-weights", "balanced-sampler")
 MONITOR_METRICS = ("val_loss", "val_acc", "val_f1")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 
-# Learning rates that work for each strategy on small data (why: a fresh head needs a
-# large step, pretrained layers a small one or they forget what ImageNet taught them).
+# The head's learning rate; the backbone's, per strategy, is in the recipe table (core/recipe.py).
 DEFAULT_HEAD_LR = 1e-3
-DEFAULT_BACKBONE_LR = {
-    "feature-extraction": 0.0,
-    "fine-tune": 1e-4,
-    "full": 5e-5,
-    "two-stage": 1e-4,
-}
 
 
 class ConfigError(LatihError, ValueError):
@@ -44,11 +37,11 @@ class TrainConfig:
     # "scratch" (random init, an explicit choice), or a path to .safetensors / .pth.
     weights: str = "pretrained"
     epochs: int = 15
-    head_epochs: int = 3  # two-stage: epochs on the head before unfreezing
+    head_epochs: int = 3  # two-stage / gradual: epochs on the head (and on each partial unfreeze) first
     lr: float | None = None  # head LR; None -> DEFAULT_HEAD_LR
     backbone_lr: float | None = None  # unfrozen layers; None -> DEFAULT_BACKBONE_LR[strategy]
     layer_decay: float = 0.75  # full / two-stage: LR shrinks by this per block towards the input
-    unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn
+    unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn (see core/recipe.py)
     weight_decay: float = 0.01
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
@@ -94,6 +87,10 @@ class TrainConfig:
             problems.append(f"monitor must be one of {', '.join(MONITOR_METRICS)} (got {self.monitor!r})")
         if not 1 <= self.epochs <= 1000:
             problems.append(f"epochs must be between 1 and 1000 (got {self.epochs})")
+        if not 0 <= self.head_epochs <= 1000:
+            problems.append(f"head epochs must be between 0 and 1000 (got {self.head_epochs})")
+        if not 0 <= self.unfreeze_blocks <= 100:
+            problems.append(f"blocks to unfreeze must be between 0 and 100 (got {self.unfreeze_blocks})")
         if not 1 <= self.batch_size <= 4096:
             problems.append(f"batch size must be between 1 and 4096 (got {self.batch_size})")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
@@ -165,6 +162,11 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
+def default(name: str) -> Any:
+    """TrainConfig's default for one field: the one home of every default (the app reads it too)."""
+    return TrainConfig.__dataclass_fields__[name].default
+
+
 def recommend_strategy(n_train_images: int) -> tuple[str, str]:
     """Pick a freeze strategy from the data size, with the reason in plain words."""
     if n_train_images < 300:
@@ -181,5 +183,5 @@ def recommend_strategy(n_train_images: int) -> tuple[str, str]:
 
 __all__ = [
     "TrainConfig", "ConfigError", "STRATEGIES", "AUGMENT_PRESETS", "IMBALANCE_MODES",
-    "MONITOR_METRICS", "DEFAULT_BACKBONE", "recommend_strategy",
+    "MONITOR_METRICS", "DEFAULT_BACKBONE", "recommend_strategy", "default",
 ]

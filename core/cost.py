@@ -3,7 +3,7 @@ and a sensible first backbone for the machine."""
 from __future__ import annotations
 
 from core.backbones import DEFAULT_BACKBONE, BackboneSpec, get_spec
-from core.config import STRATEGIES
+from core.recipe import STRATEGIES, stages
 from core.errors import LatihError
 from core.weights import weights_available_offline
 
@@ -15,12 +15,13 @@ _HEAD_IMAGES_PER_S = 20000.0  # a linear head on cached features is nearly free
 _RUNTIME_MB = 400.0  # PyTorch itself, the data loader and the app
 
 
-def _trained_share(strategy: str, unfreeze_blocks: int) -> float:
-    if strategy == "full":
+def _trained_share(trainable) -> float:
+    """Share of the network's compute that gets a backward pass in a stage."""
+    if trainable == "all":
         return 1.0
-    if strategy == "fine-tune":
-        return min(1.0, _FINE_TUNE_SHARE_PER_BLOCK * unfreeze_blocks)
-    return 0.0
+    if trainable == "head":
+        return 0.0
+    return min(1.0, _FINE_TUNE_SHARE_PER_BLOCK * trainable)
 
 
 def estimate_cost(name: str, strategy: str, n_images: int, image_size: int | None = None,
@@ -31,8 +32,9 @@ def estimate_cost(name: str, strategy: str, n_images: int, image_size: int | Non
 
     n_images: all photos (train + val); speed_factor: how many times faster the machine is
     than Latih's 2-core reference box (1.0 = a modest laptop CPU; measure one batch to set
-    it). Feature extraction = one forward pass over the photos, then near-free head epochs;
-    two-stage = `head_epochs` of that, then full training for the remaining epochs.
+    it). The stages are the recipe's (core/recipe.py): a head stage is one forward pass over
+    the photos, then near-free epochs on cached features; a fine-tuning stage costs a
+    forward and a backward pass through its trainable share of the network per photo.
     """
     if strategy not in STRATEGIES:
         raise LatihError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
@@ -47,19 +49,18 @@ def estimate_cost(name: str, strategy: str, n_images: int, image_size: int | Non
         per_image = forward_s * (1 + _BACKWARD_FACTOR * share) + _DATA_SECONDS_PER_IMAGE
         return count * (n_train * per_image + n_val * forward_s)
 
-    feature_pass_s = n_images * (forward_s + _DATA_SECONDS_PER_IMAGE)
-    if strategy in ("feature-extraction", "two-stage"):
-        stage1_epochs = epochs if strategy == "feature-extraction" else min(head_epochs, epochs)
-        seconds = feature_pass_s + stage1_epochs * n_train / _HEAD_IMAGES_PER_S
-        if strategy == "two-stage":
-            seconds += trained_epochs_s(1.0, epochs - stage1_epochs)
-    else:
-        seconds = trained_epochs_s(_trained_share(strategy, unfreeze_blocks), epochs)
-    return {"seconds": round(seconds, 1), "memory_mb": round(_memory_mb(spec, strategy, unfreeze_blocks, pixels, batch_size))}
+    plan = stages(strategy, epochs, head_epochs, unfreeze_blocks)
+    seconds = 0.0
+    for stage in plan:
+        if stage.trainable == "head":
+            seconds += n_images * (forward_s + _DATA_SECONDS_PER_IMAGE) + stage.epochs * n_train / _HEAD_IMAGES_PER_S
+        else:
+            seconds += trained_epochs_s(_trained_share(stage.trainable), stage.epochs)
+    share = max((_trained_share(stage.trainable) for stage in plan), default=0.0)
+    return {"seconds": round(seconds, 1), "memory_mb": round(_memory_mb(spec, share, pixels, batch_size))}
 
 
-def _memory_mb(spec: BackboneSpec, strategy: str, unfreeze_blocks: int, pixels: float, batch_size: int) -> float:
-    share = 1.0 if strategy == "two-stage" else _trained_share(strategy, unfreeze_blocks)
+def _memory_mb(spec: BackboneSpec, share: float, pixels: float, batch_size: int) -> float:
     weights_mb = spec.size_mb
     optimizer_mb = 3 * weights_mb * share  # gradient + two AdamW moments for trained weights
     act_per_image = (spec.act_mb or 150.0) * pixels

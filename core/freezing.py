@@ -1,12 +1,13 @@
-"""What is trained: which parameters a strategy unfreezes, frozen BatchNorm kept in eval mode,
-and the optimizer's parameter groups (discriminative learning rates by layer)."""
+"""What is trained: which parameters a stage of the recipe (core/recipe.py) unfreezes, frozen
+BatchNorm kept in eval mode, and the optimizer's parameter groups (discriminative learning
+rates by layer)."""
 from __future__ import annotations
 
 from timm.models import group_parameters
 from timm.optim import param_groups_layer_decay
 from torch import nn
 
-from core.config import STRATEGIES
+from core.recipe import STRATEGIES, Trainable, stages
 from core.errors import LatihError
 
 
@@ -47,27 +48,32 @@ def block_groups(model: nn.Module) -> tuple[list[list[str]], list[str]]:
 
 
 def apply_strategy(model: nn.Module, strategy: str, unfreeze_blocks: int = 2) -> None:
-    """Set requires_grad for a training strategy and put frozen BatchNorm in eval mode.
-
-    feature-extraction / two-stage (stage 1): only the classifier learns.
-    fine-tune: the last `unfreeze_blocks` blocks, the final norm/conv head and the classifier.
-    full: everything (two-stage calls this for stage 2).
-    """
+    """What the first stage of `strategy` trains (core/recipe.py): feature-extraction,
+    two-stage and gradual start with the classifier only; fine-tune the last `unfreeze_blocks`
+    blocks; full everything."""
     if strategy not in STRATEGIES:
         raise LatihError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
-    if strategy == "full":
+    set_trainable(model, stages(strategy, epochs=1, unfreeze_blocks=unfreeze_blocks)[0].trainable)
+
+
+def set_trainable(model: nn.Module, trainable: Trainable) -> None:
+    """Set requires_grad for one stage and put frozen BatchNorm in eval mode.
+
+    "head": only the classifier learns; N: the last N blocks, the final norm/conv head and
+    the classifier; "all": everything."""
+    if trainable == "all":
         model.requires_grad_(True)
         return
-    trainable = set(classifier_param_names(model))
-    if strategy == "fine-tune":
-        if unfreeze_blocks < 0:
-            raise LatihError(f"unfreeze_blocks must be 0 or more (got {unfreeze_blocks}).")
+    names = set(classifier_param_names(model))
+    if trainable != "head":
+        if not isinstance(trainable, int) or trainable < 0:
+            raise LatihError(f"the number of blocks to unfreeze must be 0 or more (got {trainable!r}).")
         blocks, neck = block_groups(model)
-        trainable |= set(neck)
-        for names in blocks[len(blocks) - min(unfreeze_blocks, len(blocks)):]:
-            trainable |= set(names)
+        names |= set(neck)
+        for block in blocks[len(blocks) - min(trainable, len(blocks)):]:
+            names |= set(block)
     for param_name, param in model.named_parameters():
-        param.requires_grad_(param_name in trainable)
+        param.requires_grad_(param_name in names)
     set_frozen_bn_eval(model)
 
 

@@ -30,6 +30,7 @@ from core.device import PeakMemory, autocast_for, to_device, use_channels_last
 from core.feature_cache import cached_feature, store_feature
 from core.forward import FEATURE_BATCH, forward_photos
 from core.prepare import PreparedData, Preprocessing
+from core.recipe import Stage, recipe
 from core.resume import ResumableStages
 from core.workspace import subdir
 
@@ -70,34 +71,28 @@ class Trainer(ResumableStages):
         self.generator = torch.Generator().manual_seed(config.seed)  # data order, independent of the model init
         self.loss_fn = nn.CrossEntropyLoss(weight=self._class_weights(), label_smoothing=config.label_smoothing)
 
-    # ---- plan ----------------------------------------------------------------------------
-    def stage_plan(self) -> list[tuple[str, int]]:
-        c = self.config
-        if c.strategy == "feature-extraction":
-            return [("head", c.epochs)]
-        if c.strategy == "two-stage":
-            head = min(c.head_epochs, c.epochs - 1) if c.epochs > 1 else 1
-            return [("head", head), ("finetune", max(c.epochs - head, 0))]
-        return [("finetune", c.epochs)]
+    # ---- plan: the recipe's stages (core/recipe.py) -------------------------------------
+    def stage_plan(self) -> list[Stage]:
+        return recipe(self.config)
 
     def run_stages(self) -> None:
-        plan = [(stage, n) for stage, n in self.stage_plan() if n > 0]
-        self.ctx.total_epochs = sum(n for _, n in plan)
+        plan = self.stage_plan()
+        self.ctx.total_epochs = sum(stage.epochs for stage in plan)
         saved = self.resume_state
-        for index, (stage, epochs) in enumerate(plan):
+        for index, stage in enumerate(plan):
             if saved is not None and (index < saved["stage_index"]
                                       or (index == saved["stage_index"] and saved["stage_finished"])):
                 continue  # finished before the interruption
-            self._stage_index, self._stage_epochs, self._stage_done = index, epochs, 0
-            self.ctx.stage, self.ctx.should_stop = stage, False
-            if stage == "head":  # the one slow step of this stage, before its epoch counter starts
+            self._stage_index, self._stage_epochs, self._stage_done = index, stage.epochs, 0
+            self.ctx.stage, self.ctx.should_stop = stage.name, False
+            if stage.name == "head":  # the one slow step of this stage, before its epoch counter starts
                 with timed("features"):
                     self.split_features("train"), self.split_features("val")
-            self.hooks.on_stage_start(self.ctx, stage, epochs)
-            if stage == "head":
-                self.train_head(epochs)
+            self.hooks.on_stage_start(self.ctx, stage.name, stage.epochs)
+            if stage.name == "head":
+                self.train_head(stage.epochs)
             else:
-                self.finetune(epochs)
+                self.finetune(stage.epochs, stage)
 
     # ---- shared pieces -------------------------------------------------------------------
     def _class_weights(self) -> torch.Tensor | None:
@@ -173,10 +168,27 @@ class Trainer(ResumableStages):
     def _progress(self, task: str) -> Callable[[int, int], None]:
         return lambda done, total: self.hooks.on_progress(self.ctx, task, done, total)
 
-    def train_head(self, epochs: int) -> None:
-        from core.freezing import apply_strategy
+    def _step(self, forward, inputs, labels, optimizer, scheduler, amp=None, scaler=None) -> tuple[float, int]:
+        """One optimizer step, the same for every stage: forward, loss, backward, step, LR
+        schedule. Returns (loss, correct predictions) of the batch."""
+        with amp.context() if amp is not None else contextlib.nullcontext():
+            logits = forward(inputs)
+            loss = self.loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        return loss.item(), int((logits.argmax(1) == labels).sum().item())
 
-        apply_strategy(self.model, "feature-extraction")
+    def train_head(self, epochs: int) -> None:
+        from core.freezing import set_trainable
+
+        set_trainable(self.model, "head")
         self.model.eval()  # frozen backbone: features exactly as pretrained (BN statistics untouched)
         x_train, x_val = self.split_features("train").to(self.ctx.device), self.split_features("val").to(self.ctx.device)
         y_train, y_val = self.labels["train"].to(self.ctx.device), self.labels["val"].to(self.ctx.device)
@@ -187,6 +199,10 @@ class Trainer(ResumableStages):
         steps = math.ceil(len(y_train) / batch)
         scheduler = self._scheduler(optimizer, steps, epochs)
         dropout = float(getattr(self.model, "drop_rate", 0.0) or 0.0)  # what the full model applies before its head
+
+        def forward(features):
+            return head(F.dropout(features, p=dropout, training=True))
+
         done = self._enter_stage(optimizer, scheduler)
         for _ in range(epochs - done):
             self._start_epoch()
@@ -196,15 +212,10 @@ class Trainer(ResumableStages):
             head.train()
             for step in range(steps):
                 idx = order[step * batch:(step + 1) * batch]
-                logits = head(F.dropout(x_train[idx], p=dropout, training=True))
-                loss = self.loss_fn(logits, y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                total_loss += loss.item() * len(idx)
-                correct += (logits.argmax(1) == y_train[idx]).sum().item()
-                self.hooks.on_batch_end(self.ctx, step + 1, steps, loss.item())
+                loss, right = self._step(forward, x_train[idx], y_train[idx], optimizer, scheduler)
+                total_loss += loss * len(idx)
+                correct += right
+                self.hooks.on_batch_end(self.ctx, step + 1, steps, loss)
             head.eval()
             with torch.inference_mode():
                 val = self._score(head(x_val), y_val)
@@ -229,18 +240,17 @@ class Trainer(ResumableStages):
                                      labels=list(range(len(self.data.class_names))), zero_division=0))}
 
     # ---- stage 2: the usual loop over photos ---------------------------------------------
-    def finetune(self, epochs: int) -> None:
-        from core.freezing import apply_strategy, param_groups
+    def finetune(self, epochs: int, stage: Stage | None = None) -> None:
+        from core.freezing import param_groups, set_trainable
 
         c, device = self.config, self.ctx.device
-        strategy = "full" if c.strategy == "two-stage" else c.strategy
-        apply_strategy(self.model, strategy, c.unfreeze_blocks)
-        layer_decay = c.layer_decay if strategy == "full" else None
-        groups = param_groups(self.model, c.strategy, c.head_lr, c.unfrozen_lr, layer_decay, c.weight_decay)
+        stage = stage or next(s for s in self.stage_plan() if s.name == "finetune")
+        set_trainable(self.model, stage.trainable)
+        groups = param_groups(self.model, c.strategy, c.head_lr, stage.lr, stage.layer_decay, c.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=c.head_lr)
         self.ctx.optimizer = optimizer
-        log.info("fine-tuning (%s): %d parameter groups, head LR %.2g, top backbone LR %.2g", strategy,
-                 len(groups), c.head_lr, c.unfrozen_lr)
+        log.info("fine-tuning %s: %d parameter groups, head LR %.2g, top backbone LR %.2g", stage.share_label,
+                 len(groups), c.head_lr, stage.lr)
         loader = self._train_loader()
         scheduler = self._scheduler(optimizer, len(loader), epochs)  # a fresh warm-up for the unfrozen layers
         amp = autocast_for(device)
@@ -267,23 +277,12 @@ class Trainer(ResumableStages):
         total_loss, correct, seen = 0.0, 0, 0
         for step, (images, labels) in enumerate(loader, start=1):
             images, labels = to_device(images, device), labels.to(device)
-            with amp.context():
-                logits = self.model(images)
-                loss = self.loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
+            loss, right = self._step(self.model, images, labels, optimizer, scheduler, amp, scaler)
+            total_loss += loss * len(labels)
+            correct += right
             seen += len(labels)
             self.memory.sample()
-            self.hooks.on_batch_end(self.ctx, step, len(loader), loss.item())
+            self.hooks.on_batch_end(self.ctx, step, len(loader), loss)
         return total_loss, correct, seen
 
     def _train_loader(self):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from core import runs
-from core.config import ConfigError, TrainConfig
+from core.config import TrainConfig
 from core.errors import DataError
 from core.workspace import subdir
 
@@ -94,17 +94,14 @@ class Preprocessing:
 
 def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn.Module, Preprocessing]:
     from core.augment import build_eval_transform, build_train_transform
+    from core.backbones import check_image_size
     from core.weights import create_backbone, data_config
     from core.data.cache import ImageCache
 
     model = create_backbone(config.backbone, n_classes, weights=config.weights, workspace=workspace)
     dc = data_config(model)
     size = config.image_size or int(dc["input_size"][-1])
-    native = int(dc["input_size"][-1])
-    if size != native and getattr(model, "pretrained_cfg", {}).get("fixed_input_size"):
-        # Why: ViT-style models have position embeddings for one grid; another size fails deep inside.
-        raise ConfigError(f"{config.backbone} only takes {native} px photos: set the image size to {native} "
-                          "(or leave it on automatic), or pick a convolutional backbone")
+    check_image_size(config.backbone, size, {"input_size": dc["input_size"], **(getattr(model, "pretrained_cfg", None) or {})})
     mean, std = tuple(dc["mean"]), tuple(dc["std"])
     crop_pct = float(dc.get("crop_pct") or 1.0)
     train_tf = build_train_transform(config.augment, size, mean, std)

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS
-from ui import copy_review, data_ops, groups_ui, state
+from ui import copy_review, data_ops, groups_ui, model_info, state
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import has, t
 from ui.media import photo_grid, thumbnail
@@ -150,12 +150,12 @@ if labels:
 groups_ui.groups_section(project, df)
 st.subheader(t("data.split_title"))
 st.caption(t("data.split_help"))
-split = project.get("split", {})
 already_split = df["split"].ne("").all() and not project.get("resplit")
 if already_split:
     st.info(t("data.split_existing"), icon=":material/info:")
 cols = st.columns(2)
-val_share, test_share = float(split.get("val_fraction", 0.2)), float(split.get("test_fraction", 0.1))
+val_share, test_share = (float(model_info.setting(project, "val_fraction")),
+                         float(model_info.setting(project, "test_fraction")))
 val_fraction = cols[0].slider(t("data.val_fraction"), 0.05, 0.4, val_share, 0.05, help=t("help.validation"),
                               disabled=already_split,
                               **state.bind("data_val_fraction", "split/val_fraction",
@@ -169,17 +169,16 @@ if val_fraction + test_fraction >= 0.9:
 if test_fraction == 0 and not already_split:
     st.caption(t("data.no_test_note"))
 with guard("split"):
-    table = data_ops.split_preview(df, val_fraction, test_fraction, int(split.get("seed", 0)),
+    table = data_ops.split_preview(df, val_fraction, test_fraction, int(model_info.setting(project, "seed")),
                                    groups=groups_ui.current_groups(project, df), resplit=bool(project.get("resplit")))
     st.dataframe(table, key="data_split_table")
 
 # ---- 6. augmentation preview -------------------------------------------------------------------------
 st.subheader(t("data.augment_title"))
 st.caption(t("help.augmentation"))
-settings = project.get("settings", {})
 cols = st.columns([2, 2, 1])
 preset = cols[0].selectbox(t("data.augment_preset"), AUGMENT_PRESETS,
-                           index=AUGMENT_PRESETS.index(settings.get("augment", "light")),
+                           index=AUGMENT_PRESETS.index(model_info.setting(project, "augment")),
                            format_func=lambda p: t(f"augment.{p}"), help=t("help.augmentation"),
                            **state.bind("data_aug_preset", "settings/augment"))
 readable = df[df["readable"]]

@@ -20,7 +20,6 @@ page_header("train.title", "train.purpose")
 project = require_project()
 df = require_data(project)
 model = project.get("model") or {}
-settings = project.get("settings") or {}
 n_train = model_info.train_count(df, project)
 strategy = model.get("strategy") or recommend_strategy(n_train)[0]
 
@@ -32,7 +31,7 @@ with st.container(border=True):
             (cols[0], t("train.summary_photos"), str(int(df["readable"].sum())), None),
             (cols[1], t("term.backbone"), model_info.display_name(backbone), "help.backbone"),
             (cols[2], t("term.freeze"), t(f"strategy.{strategy}"), "help.freeze"),
-            (cols[3], t("term.epoch"), str(int(settings.get("epochs", 15))), "help.epoch")):
+            (cols[3], t("term.epoch"), str(int(model_info.setting(project, "epochs"))), "help.epoch")):
         col.caption(label, help=t(help_key) if help_key else None)
         col.markdown(f"**{value}**")
     next_step("model", "train.change_settings")

@@ -51,28 +51,28 @@ def train_count(df: pd.DataFrame, project: dict[str, Any]) -> int:
     readable = df[df["readable"]] if "readable" in df.columns else df
     if readable["split"].ne("").any():
         return int((readable["split"] == "train").sum())
-    split = project.get("split") or {}
-    keep = 1.0 - float(split.get("val_fraction", 0.2)) - float(split.get("test_fraction", 0.1))
+    keep = 1.0 - float(setting(project, "val_fraction")) - float(setting(project, "test_fraction"))
     return int(round(len(readable) * max(keep, 0.0)))
 
 
 @st.cache_data(show_spinner=False, ttl=600)
 def _cost(name: str, n_images: int, strategy: str, epochs: int, image_size: int | None, batch: int,
-          val_fraction: float) -> dict | None:
+          val_fraction: float, head_epochs: int, unfreeze_blocks: int) -> dict | None:
     from core.cost import estimate_cost
 
     try:
         return estimate_cost(name, strategy, n_images, image_size=image_size, epochs=epochs, batch_size=batch,
-                             val_fraction=val_fraction)
+                             val_fraction=val_fraction, head_epochs=head_epochs, unfreeze_blocks=unfreeze_blocks)
     except Exception as exc:  # an estimate must never break the page
         log.warning("estimate_cost(%s) failed: %s", name, exc)
         return None
 
 
-def card_info(spec, n_images: int, strategy: str, settings: dict[str, Any], val_fraction: float = 0.2) -> dict[str, Any]:
+def card_info(spec, n_images: int, strategy: str, config) -> dict[str, Any]:
+    """What a backbone card shows, for the project's draft TrainConfig."""
     size_mb = float(getattr(spec, "size_mb", 0.0) or round(float(spec.params_m) * 4.0, 1))
-    cost = _cost(spec.name, n_images, strategy, int(settings.get("epochs", 15)), settings.get("image_size"),
-                 int(settings.get("batch_size", 32)), val_fraction)
+    cost = _cost(spec.name, n_images, strategy, config.epochs, config.image_size, config.batch_size,
+                 config.val_fraction, config.head_epochs, config.unfreeze_blocks)
     return {"offline": offline(spec.name), "size_mb": size_mb, "speed": describe_cost(cost, spec), "cost": cost}
 
 
@@ -123,35 +123,67 @@ def training_data_path(project: dict[str, Any]) -> str:
     return str(target)
 
 
+# Where each TrainConfig field lives in project.json. A field the project does not hold (or
+# holds as None = "automatic") takes TrainConfig's own default: the one home of the defaults.
+PROJECT_FIELDS = {
+    "model": ("backbone", "strategy"),
+    "settings": ("weights", "epochs", "head_epochs", "unfreeze_blocks", "lr", "batch_size", "image_size", "augment",
+                 "early_stopping_patience", "positive_class", "target_sensitivity"),
+    "split": ("val_fraction", "test_fraction", "seed"),
+}
+
+
+def setting(project: dict[str, Any], name: str) -> Any:
+    """One TrainConfig field of the project: the stored value, else TrainConfig's default."""
+    from core.config import default
+
+    for section, names in PROJECT_FIELDS.items():
+        if name in names:
+            value = (project.get(section) or {}).get(name)
+            if value not in (None, ""):
+                return value
+    return default(name)
+
+
+def draft_config(project: dict[str, Any]):
+    """The project's TrainConfig as it stands, validated: ConfigError (one plain line) for a
+    choice that cannot train, so the Model page says so while the person edits, not the worker
+    later. Built from the first choice on; the strategy is TrainConfig's until one is chosen."""
+    from core.backbones import check_image_size
+    from core.config import TrainConfig
+
+    values: dict[str, Any] = {}
+    for section, names in PROJECT_FIELDS.items():
+        stored = project.get(section) or {}
+        values.update({name: stored[name] for name in names if stored.get(name) not in (None, "")})
+    config = TrainConfig(data_path=str(project.get("data_path") or ""), run_name=project.get("name"),
+                         exclude=tuple(sorted(project.get("excluded") or ())),  # left-out photos, repeatable
+                         groups=project.get("groups") or "", resplit=bool(project.get("resplit")), **values)
+    check_image_size(config.backbone, config.image_size)
+    return config
+
+
+def config_problem(project: dict[str, Any]) -> str | None:
+    """Why the project's settings cannot train, in one line; None when they can."""
+    from core.errors import LatihError
+
+    try:
+        draft_config(project)
+    except LatihError as exc:
+        return str(exc)
+    return None
+
+
 def build_config(project: dict[str, Any], df: pd.DataFrame):
-    """The frozen TrainConfig for what the person chose on the Data and Model pages."""
-    from core.config import TrainConfig, recommend_strategy
+    """The frozen TrainConfig for what the person chose on the Data and Model pages: the
+    draft, with the recommended strategy when none was chosen and the photos' recipe."""
+    from core.config import recommend_strategy
 
     model = project.get("model") or {}
-    settings = project.get("settings") or {}
-    split = project.get("split") or {}
-    strategy = model.get("strategy") or recommend_strategy(train_count(df, project))[0]
-    return TrainConfig(
-        data_path=project["data_path"],
-        exclude=tuple(sorted(project.get("excluded") or ())),  # left-out photos, repeatable from the run's config
-        backbone=model.get("backbone") or default_backbone(),
-        strategy=strategy,
-        weights=settings.get("weights", "pretrained"),
-        epochs=int(settings.get("epochs", 15)),
-        lr=settings.get("lr"),
-        batch_size=int(settings.get("batch_size", 32)),
-        image_size=settings.get("image_size"),
-        augment=settings.get("augment", "light"),
-        val_fraction=float(split.get("val_fraction", 0.2)),
-        test_fraction=float(split.get("test_fraction", 0.1)),
-        seed=int(split.get("seed", 0)),
-        early_stopping_patience=int(settings.get("early_stopping_patience", 5)),
-        positive_class=settings.get("positive_class") or None,
-        target_sensitivity=float(settings.get("target_sensitivity", 0.95)),
-        run_name=project.get("name"),
-        groups=project.get("groups") or "",
-        resplit=bool(project.get("resplit")),
-    ).replace(**_recipe(model, settings))
+    config = draft_config(project)
+    if not model.get("strategy"):
+        config = config.replace(strategy=recommend_strategy(train_count(df, project))[0])
+    return config.replace(**_recipe(model, project.get("settings") or {}))
 
 
 def _recipe(model: dict[str, Any], settings: dict[str, Any]) -> dict:
@@ -161,7 +193,9 @@ def _recipe(model: dict[str, Any], settings: dict[str, Any]) -> dict:
     if not recipe or recipe.get("strategy") != model.get("strategy"):
         return {}
     recipe.pop("strategy", None)
-    if "epochs" in settings and int(settings["epochs"]) != 15:
+    from core.config import default
+
+    if "epochs" in settings and int(settings["epochs"]) != default("epochs"):
         recipe.pop("epochs", None)
     if settings.get("lr") is not None:
         recipe.pop("lr", None)

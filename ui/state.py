@@ -33,15 +33,24 @@ QP_LANG = "lang"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "assets" / "sample"
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "epochs": 15,
-    "lr": None,
-    "batch_size": 32,
-    "image_size": None,
-    "augment": "light",
-    "early_stopping_patience": 5,
-    "weights": "pretrained",
-}
+# A new project's settings are TrainConfig's defaults (core.config.default: their one home);
+# the app's one deliberate difference is a held-out test split (the CLI trains without one).
+SETTING_FIELDS = ("epochs", "head_epochs", "unfreeze_blocks", "lr", "batch_size", "image_size", "augment",
+                  "early_stopping_patience", "weights")
+NEW_PROJECT_TEST_FRACTION = 0.1
+
+
+def default_settings() -> dict[str, Any]:
+    from core.config import default
+
+    return {name: default(name) for name in SETTING_FIELDS}
+
+
+def default_split() -> dict[str, Any]:
+    from core.config import default
+
+    return {"val_fraction": default("val_fraction"), "test_fraction": NEW_PROJECT_TEST_FRACTION,
+            "seed": default("seed")}
 
 
 # ---- project files -----------------------------------------------------------------------
@@ -74,9 +83,9 @@ def new_project(name: str, data_path: str | None = None, source_kind: str | None
         "source": {"kind": source_kind, "path": data_path},
         "data_path": data_path,
         "excluded": [],
-        "split": {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 0},
+        "split": default_split(),
         "model": {"backbone": DEFAULT_BACKBONE, "strategy": None},
-        "settings": dict(DEFAULT_SETTINGS),
+        "settings": default_settings(),
         "language": i18n.normalise(language or get_lang()),
         "last_run": None,
         "runs": [],
@@ -157,10 +166,10 @@ def load_project(pid: str | None) -> dict[str, Any] | None:
     project.setdefault("version", 0)
     project.setdefault("excluded", [])
     project.setdefault("runs", [])
-    project.setdefault("split", {"val_fraction": 0.2, "test_fraction": 0.1, "seed": 0})
+    project.setdefault("split", default_split())
     project.setdefault("model", {})
     project.setdefault("settings", {})
-    for key, value in DEFAULT_SETTINGS.items():
+    for key, value in default_settings().items():
         project["settings"].setdefault(key, value)
     return _as_project(project)
 
