@@ -89,8 +89,11 @@ def navigation_like_a_running_server(request, monkeypatch):
     rerun, which would drop the clicks a test makes). Make every run look like a running server."""
     if request.node.originalname.startswith("test_first_run_after_a_server_start"):
         return
-    from streamlit.runtime.pages_manager import PagesManager
+    from ui.components import pages_manager
 
+    PagesManager = pages_manager()
+    if PagesManager is None:
+        return
     original = PagesManager.__init__
 
     def init(self, *args, **kwargs):

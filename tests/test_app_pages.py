@@ -77,6 +77,15 @@ def test_first_run_after_a_server_start_still_goes_through_app_py(page, make_dat
     assert at.query_params.get("project") == project["id"]
 
 
+def test_the_private_pages_switch_that_frame_relies_on_still_exists():
+    """ui.components.frame() is the one user of Streamlit's private PagesManager; an upgrade
+    that renames it must fail here, not silently show pages without app.py's sidebar."""
+    from ui.components import pages_manager
+
+    manager = pages_manager()
+    assert manager is not None and isinstance(manager.uses_pages_directory, (bool, type(None)))
+
+
 # ---- no project -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_without_a_project(page):

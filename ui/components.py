@@ -29,6 +29,19 @@ PAGES: list[tuple[str, str, str, str]] = [
 PAGE_BY_URL = {url: (path, key, icon) for path, key, icon, url in PAGES}
 
 
+def pages_manager():
+    """Streamlit's private PagesManager class, or None in a Streamlit without it.
+
+    The one place that touches it (tests/conftest.py gets it from here). Why there is no
+    supported way: Streamlit's documented fix is to rename the `pages/` folder (its legacy
+    auto-discovery only looks for that name), and Latih's design keeps `pages/`."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a future Streamlit without it has no v1 fallback to undo
+        return None
+    return PagesManager if hasattr(PagesManager, "uses_pages_directory") else None
+
+
 def frame() -> None:
     """First line of every page: make sure the page runs inside app.py's navigation.
 
@@ -38,12 +51,9 @@ def frame() -> None:
     without app.py's sidebar (language switch) and page titles. Switch to v2 and run again:
     the URL path of each page equals its file name, so the same page comes back.
     """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # a future Streamlit without it has no v1 fallback to undo
-        return
-    if getattr(PagesManager, "uses_pages_directory", None):
-        PagesManager.uses_pages_directory = False
+    manager = pages_manager()
+    if manager is not None and manager.uses_pages_directory:
+        manager.uses_pages_directory = False
         st.rerun()
     from ui import access
 
