@@ -12,7 +12,6 @@ A fine-tuned cross-validation costs one full training per fold: `estimate` state
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 from core import runs
 from core.config import DEFAULT_BACKBONE
 from core.errors import DataError
+from core.jsonfile import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -136,22 +136,6 @@ def job_dir(data_path: str, groups: str = "", workspace=None) -> Path:
     return subdir("estimates", workspace) / key
 
 
-def _write(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return None
-
-
 def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n_repeats: int = 3) -> Path:
     """Run `estimate` in a background process; returns its folder (poll with read_job)."""
     folder = job_dir(data_path, groups, workspace)
@@ -159,12 +143,12 @@ def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n
     current = read_job(folder)
     if current["state"] == "running":
         return folder
-    _write(folder / REQUEST_FILE, {"data_path": str(data_path), "groups": groups, "n_splits": n_splits,
+    write_json_atomic(folder / REQUEST_FILE, {"data_path": str(data_path), "groups": groups, "n_splits": n_splits,
                                    "n_repeats": n_repeats, "workspace": str(workspace) if workspace else None})
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "started": time.time()})
+    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "started": time.time()})
     (folder / RESULT_FILE).unlink(missing_ok=True)
     pid = launch(folder, "core.estimate")
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "started": time.time()})
+    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "started": time.time()})
     log.info("estimate started in %s (pid %d)", folder, pid)
     return folder
 
@@ -184,10 +168,10 @@ def launch(folder: Path, module: str) -> int:
 
 def read_job(folder: Path) -> dict:
     folder = Path(folder)
-    status = _read(folder / STATUS_FILE) or {"state": "none", "message": ""}
+    status = read_json(folder / STATUS_FILE) or {"state": "none", "message": ""}
     if status.get("state") == "running" and status.get("pid") and not _alive(int(status["pid"])):
         status = {"state": "failed", "message": "the estimate stopped unexpectedly; see estimate.log"}
-    status["result"] = _read(folder / RESULT_FILE) if status.get("state") == "done" else None
+    status["result"] = read_json(folder / RESULT_FILE) if status.get("state") == "done" else None
     return status
 
 
@@ -207,11 +191,11 @@ def _alive(pid: int) -> bool:
 
 def _worker(folder: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    request = _read(folder / REQUEST_FILE) or {}
+    request = read_json(folder / REQUEST_FILE) or {}
     status_path = folder / STATUS_FILE
 
     def progress(task: str, done: int, total: int) -> None:
-        _write(status_path, {"state": "running", "message": f"{task}: {done}/{total}", "pid": os.getpid(),
+        write_json_atomic(status_path, {"state": "running", "message": f"{task}: {done}/{total}", "pid": os.getpid(),
                              "progress": done / max(total, 1), "task": task})
 
     from core.errors import LatihError
@@ -221,14 +205,14 @@ def _worker(folder: Path) -> int:
                           n_repeats=request.get("n_repeats", 3), workspace=request.get("workspace"),
                           progress=progress)
     except LatihError as exc:
-        _write(status_path, {"state": "failed", "message": str(exc)})
+        write_json_atomic(status_path, {"state": "failed", "message": str(exc)})
         return 2
     except Exception as exc:  # a bug: the traceback goes to estimate.log, the page gets one line
         log.exception("estimate failed")
-        _write(status_path, {"state": "failed", "message": f"the estimate failed ({type(exc).__name__}); see estimate.log"})
+        write_json_atomic(status_path, {"state": "failed", "message": f"the estimate failed ({type(exc).__name__}); see estimate.log"})
         return 1
-    _write(folder / RESULT_FILE, result)
-    _write(status_path, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
+    write_json_atomic(folder / RESULT_FILE, result)
+    write_json_atomic(status_path, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
     return 0
 
 

@@ -146,7 +146,8 @@ def job_dir(data_path: str, groups: str = "", strategy: str = "full", workspace=
 
 def start(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=None) -> Path:
     """Run fine_tune_cv in a background process; poll the folder with core.estimate.read_job."""
-    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, _write, launch, read_job
+    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, launch, read_job
+    from core.jsonfile import write_json_atomic
 
     folder = _default_folder(config, workspace)
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,11 +155,11 @@ def start(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=
         return folder
     (folder / "STOP").unlink(missing_ok=True)
     (folder / RESULT_FILE).unlink(missing_ok=True)
-    _write(folder / REQUEST_FILE, {"config": config.to_dict(), "n_splits": n_splits, "n_repeats": n_repeats,
+    write_json_atomic(folder / REQUEST_FILE, {"config": config.to_dict(), "n_splits": n_splits, "n_repeats": n_repeats,
                                    "workspace": str(workspace) if workspace else None})
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "task": "start"})
+    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "task": "start"})
     pid = launch(folder, "core.fine_tune_cv")
-    _write(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "task": "start"})
+    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "task": "start"})
     log.info("fine-tuned cross-validation started in %s (pid %d)", folder, pid)
     return folder
 
@@ -173,13 +174,14 @@ def stop(folder) -> None:
 
 
 def _worker(folder: Path) -> int:
-    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, _read, _write
+    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE
+    from core.jsonfile import read_json, write_json_atomic
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    request = _read(folder / REQUEST_FILE) or {}
+    request = read_json(folder / REQUEST_FILE) or {}
 
     def progress(done: int, total: int) -> None:
-        _write(folder / STATUS_FILE, {"state": "running", "message": f"fold {min(done + 1, total)} of {total}",
+        write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": f"fold {min(done + 1, total)} of {total}",
                                       "pid": os.getpid(), "progress": done / max(total, 1), "task": "fine_tune",
                                       "fold": min(done + 1, total), "folds": total})
 
@@ -188,19 +190,19 @@ def _worker(folder: Path) -> int:
         result = fine_tune_cv(config, request.get("n_splits", 5), request.get("n_repeats", 3),
                               request.get("workspace"), folder, progress, lambda: (folder / "STOP").exists())
     except LatihError as exc:
-        _write(folder / STATUS_FILE, {"state": "failed", "message": str(exc)})
+        write_json_atomic(folder / STATUS_FILE, {"state": "failed", "message": str(exc)})
         return 2
     except Exception as exc:  # a bug: the traceback goes to estimate.log, the page gets one line
         log.exception("fine-tuned cross-validation failed")
-        _write(folder / STATUS_FILE, {"state": "failed",
+        write_json_atomic(folder / STATUS_FILE, {"state": "failed",
                                       "message": f"the cross-validation failed ({type(exc).__name__}); see estimate.log"})
         return 1
-    _write(folder / RESULT_FILE, result)
+    write_json_atomic(folder / RESULT_FILE, result)
     if result["status"] == "stopped":
-        _write(folder / STATUS_FILE, {"state": "stopped", "message": f"stopped after {result['folds_done']} of "
+        write_json_atomic(folder / STATUS_FILE, {"state": "stopped", "message": f"stopped after {result['folds_done']} of "
                                                                      f"{result['folds_total']} folds"})
     else:
-        _write(folder / STATUS_FILE, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
+        write_json_atomic(folder / STATUS_FILE, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
     return 0
 
 

@@ -10,11 +10,12 @@ Files:
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import time
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from core.jsonfile import read_json
 from core.liveness import now_iso, pid_alive
@@ -77,26 +78,21 @@ def current_run(ws: Path) -> Path | None:
 
 
 
-def try_lock(path: Path):
-    import fcntl
-
-    fh = open(path, "a+")
+def try_lock(path: Path) -> FileLock | None:
+    """The queue's exclusive lock if it is free, else None (never waits). filelock uses the
+    operating system's lock (flock on Linux and macOS, msvcrt on Windows), so a worker that
+    dies lets go of it."""
+    lock = FileLock(str(path), timeout=0)
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        fh.close()
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return None
-        raise
-    return fh
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
 
 
-def unlock(fh) -> None:
-    import fcntl
-
+def unlock(lock: FileLock) -> None:
     with contextlib.suppress(OSError):
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    fh.close()
+        lock.release(force=True)
 
 
 FOREGROUND = Path("<foreground>")  # claim_next: the head of the queue belongs to a `latih train` process
