@@ -226,6 +226,12 @@ def to_frame(predictions: list[Prediction]) -> pd.DataFrame:
     return pd.DataFrame([p.to_row() for p in predictions], columns=columns)
 
 
+def csv_text(predictions: list[Prediction] | pd.DataFrame) -> str:
+    """The predictions CSV (the one format, also written by `latih predict --csv`) as text."""
+    frame = predictions if isinstance(predictions, pd.DataFrame) else to_frame(predictions)
+    return frame.to_csv(index=False)
+
+
 def to_csv(predictions: list[Prediction] | pd.DataFrame, out: str | os.PathLike) -> Path:
     frame = predictions if isinstance(predictions, pd.DataFrame) else to_frame(predictions)
     out = Path(out)
@@ -235,4 +241,4 @@ def to_csv(predictions: list[Prediction] | pd.DataFrame, out: str | os.PathLike)
     return out
 
 
-__all__ = ["Predictor", "Prediction", "photo_files", "to_frame", "to_csv"]
+__all__ = ["Predictor", "Prediction", "photo_files", "to_frame", "to_csv", "csv_text"]

@@ -68,7 +68,7 @@ with tab_photos:
             show_one(images[0], names[0], "upload")
     elif len(images) > 1:
         with guard("predict"):
-            preds = predict_ui.predict_images(run_dir, images, top_k=3)
+            preds, csv_bytes = predict_ui.predict_uploads(run_dir, images, names, top_k=3)
             table = pd.DataFrame({
                 t("test.col_file"): names,
                 t("test.col_prediction"): [p["answer"] if not p["abstained"] else t_plain("test.no_answer_short")
@@ -83,7 +83,7 @@ with tab_photos:
             if any(p["ood"] for p in preds):
                 st.warning(t("test.ood_some", n=sum(p["ood"] for p in preds)), icon=":material/warning:")
             st.dataframe(table, hide_index=True, key="test_results_table")
-            st.download_button(t("test.download_csv"), table.to_csv(index=False).encode("utf-8"),
+            st.download_button(t("test.download_csv"), csv_bytes,  # core.predict's CSV, as `latih predict --csv`
                                file_name="latih-predictions.csv", mime="text/csv", key="test_csv_download")
             pick = st.selectbox(t("test.inspect"), range(len(names)), format_func=lambda i: names[i],
                                 key="test_inspect")
@@ -107,7 +107,9 @@ with tab_folder:
     result = st.session_state.get("test_folder_result")
     if isinstance(result, pd.DataFrame):
         st.dataframe(result, hide_index=True, key="test_folder_table")
-        st.download_button(t("test.download_csv"), result.to_csv(index=False).encode("utf-8"),
+        from core.predict import csv_text  # late: it loads torch
+
+        st.download_button(t("test.download_csv"), csv_text(result).encode("utf-8"),
                            file_name="latih-folder-predictions.csv", mime="text/csv", key="test_folder_csv_download")
 
 st.divider()

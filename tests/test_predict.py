@@ -143,3 +143,16 @@ def test_photo_files_expands_folders_and_rejects_missing_paths(tmp_path, make_im
 def test_prediction_row_is_flat():
     row = Prediction(path="x.jpg", label="a", probability=0.9, top_k=[("a", 0.9), ("b", 0.1)]).to_row()
     assert row["top_k"] == "a 0.900; b 0.100"
+
+
+def test_the_app_download_and_latih_predict_csv_are_one_format(tmp_path):
+    from core.predict import Prediction, csv_text, to_csv
+
+    predictions = [Prediction(path="leaf 1.jpg", label="healthy", probability=0.91, top_k=[("healthy", 0.91)],
+                              ood=False),
+                   Prediction(path="odd.png", label="rust", probability=0.4, ood=True),
+                   Prediction(path="broken.jpg", error="file is damaged")]
+    written = to_csv(predictions, tmp_path / "out.csv").read_text()
+    assert csv_text(predictions) == written
+    assert written.splitlines()[0] == "path,answer,label,probability,top_k,ood,positive_score,positive,error"
+    assert written.splitlines()[2].startswith("odd.png,,rust")  # no answer where Latih abstains

@@ -49,6 +49,17 @@ def predict_images(run_dir: str, images: list, top_k: int = 3) -> list[dict[str,
     return [as_dict(p) for p in predictor(run_dir).predict(images, top_k=top_k)]
 
 
+def predict_uploads(run_dir: str, images: list, names: list[str], top_k: int = 3) -> tuple[list[dict[str, Any]], bytes]:
+    """(one dict per photo, the predictions CSV): the CSV is core.predict's one format, with the
+    uploaded file names as paths, the same as `latih predict --csv` writes."""
+    from core.predict import csv_text
+
+    predictions = predictor(run_dir).predict(images, top_k=top_k)
+    for prediction, name in zip(predictions, names):
+        prediction.path = name
+    return [as_dict(p) for p in predictions], csv_text(predictions).encode("utf-8")
+
+
 def predict_folder(run_dir: str, folder: str) -> pd.DataFrame:
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
