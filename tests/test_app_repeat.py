@@ -81,3 +81,19 @@ def test_the_model_page_says_when_a_choice_cannot_train(make_dataset):
     assert "only takes 224 px photos" in errors  # said on the page while editing, not by the worker later
     at.selectbox(key="model_image_size").set_value(224).run()
     assert "only takes" not in " ".join(str(e.value) for e in at.error)
+
+
+def test_a_new_project_is_trainconfigs_defaults_from_the_first_click(make_dataset):
+    from core.config import TrainConfig
+    from ui import model_info, state
+
+    data = make_dataset({"red": 4, "green": 4})
+    project = _project(data)
+    expected = TrainConfig(data_path=str(data), run_name="Repeat me", test_fraction=state.NEW_PROJECT_TEST_FRACTION,
+                           backbone=project["model"]["backbone"])
+    assert model_info.draft_config(project) == expected  # no second copy of any default
+    state.change_fields(project, {"settings/unfreeze_blocks": 3, "settings/head_epochs": 0})
+    draft = model_info.draft_config(state.load_project(project["id"]))
+    assert draft == expected.replace(unfreeze_blocks=3, head_epochs=0)
+    state.change_fields(project, {"settings/unfreeze_blocks": -1})
+    assert "blocks to unfreeze" in model_info.config_problem(state.load_project(project["id"]))
