@@ -218,7 +218,10 @@ def job_status(run_dir: str | os.PathLike) -> dict:
         if run in waiting:
             current = current_run(ws)
             busy = current is not None and current != run and read_status(current).get("state") == "running"
-            out["position"] = waiting.index(run) + (1 if busy else 0)
+            # The worker marks its run running a moment before it removes that run's ticket:
+            # the run being trained is counted once, as "busy", not also as a ticket ahead.
+            ahead = [r for r in waiting[:waiting.index(run)] if r != current]
+            out["position"] = len(ahead) + (1 if busy else 0)
             ensure_worker(ws)
         elif current_run(ws) == run:
             out["position"] = 0  # claimed by the worker, about to start
