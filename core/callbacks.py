@@ -293,14 +293,33 @@ class StatusLine(Callback):
             log.warning("status message not written: %s", exc)
 
     def on_stage_start(self, ctx, stage, epochs):
-        self._say("training the new last layer" if stage == "head" else "fine-tuning the model", stage=stage)
+        from core.i18n import Msg
+
+        self._say(Msg("phase.head" if stage == "head" else "phase.fine_tune"), stage=stage)
 
     def on_progress(self, ctx, task, done, total):
+        from core.i18n import Msg
+
         if done == 0 or done == total:
-            self._say(f"{task}: {done} of {total} photos")
+            self._say(Msg("phase.task_count", task=_task_text(task), done=done, total=total))
 
     def on_epoch_start(self, ctx):
-        self._say(f"epoch {ctx.epoch} of {ctx.total_epochs}", epoch=ctx.epoch, epochs_total=ctx.total_epochs)
+        from core.i18n import Msg
+
+        self._say(Msg("phase.epoch", epoch=ctx.epoch, total=ctx.total_epochs), epoch=ctx.epoch,
+                  epochs_total=ctx.total_epochs)
+
+
+def _task_text(task: str):
+    """"features (train)" as a catalogue text (phase.task.features with its split), else as is."""
+    import re
+
+    from core.i18n import Msg, catalogue
+
+    match = re.fullmatch(r"(\w+) \((\w+)\)", task)
+    if match and f"phase.task.{match[1]}" in catalogue("en") and match[2] in ("train", "val", "test"):
+        return Msg(f"phase.task.{match[1]}", split=Msg(f"figure.split.{match[2]}"))
+    return task
 
 
 class FunctionCallback(Callback):

@@ -9,7 +9,7 @@ import streamlit as st
 from core.config import AUGMENT_PRESETS
 from ui import copy_review, data_ops, groups_ui, state
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import has, t
+from ui.i18n import has, say, t
 from ui.media import photo_grid, thumbnail
 from ui.safe_text import md, plotly as plotly_text
 
@@ -109,8 +109,8 @@ with guard("check"):
     for i, finding in enumerate(found):
         show = {"error": st.error, "warning": st.warning}.get(finding.severity, st.info)
         title_key = f"finding.{finding.code}"
-        text = t(title_key, n=len(finding.files)) if has(title_key) else finding.message
-        show(f"**{text}**  \n{md(finding.message)}" if has(title_key) else md(text),
+        body = say(finding.message)
+        show(f"**{t(title_key, n=len(finding.files))}**  \n{body}" if has(title_key) else body,
              icon={"error": ":material/error:", "warning": ":material/warning:"}.get(finding.severity,
                                                                                       ":material/info:"))
         if finding.files:

@@ -10,7 +10,7 @@ from core import figures
 from core.runs import load_run
 from ui import estimate_ui, explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import t
+from ui.i18n import get_lang, say, t
 from ui.media import thumbnail
 from ui.safe_text import md, plotly as plotly_text
 from ui.run_pick import pick_run, trained_runs
@@ -71,13 +71,13 @@ ev_plot = {**ev, "class_names": [plotly_text(c) for c in ev["class_names"]],
 tabs = st.tabs([t("eval.tab_confusion"), t("eval.tab_per_class"), t("eval.tab_roc"), t("eval.tab_reliability")])
 with tabs[0]:
     st.caption(t("eval.confusion_help"))
-    fig = figures.confusion_matrix_figure(ev_plot)
+    fig = figures.confusion_matrix_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.confusion_title"), xaxis_title=t("eval.axis_predicted"),
                       yaxis_title=t("eval.axis_true"))
     st.plotly_chart(fig, key="eval_confusion")
 with tabs[1]:
     per_class = pd.DataFrame(metrics["per_class"])
-    fig = figures.per_class_bar_figure(ev_plot)
+    fig = figures.per_class_bar_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.per_class_title"))
     st.plotly_chart(fig, key="eval_per_class")
     table = per_class[["name", "precision", "recall", "f1", "support"]].rename(columns={
@@ -88,13 +88,13 @@ with tabs[1]:
     st.caption(t("eval.per_class_help"))
 with tabs[2]:
     st.caption(t("eval.roc_help"))
-    fig = figures.roc_figure(ev_plot)
+    fig = figures.roc_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.roc_title"), xaxis_title=t("eval.axis_fpr"), yaxis_title=t("eval.axis_tpr"))
     st.plotly_chart(fig, key="eval_roc")
 with tabs[3]:
     st.caption(t("eval.reliability_help"))
     if ev.get("calibration"):
-        fig = figures.reliability_figure(ev_plot)
+        fig = figures.reliability_figure(ev_plot, lang=get_lang())
         fig.update_layout(title=t("eval.reliability_title"), xaxis_title=t("eval.axis_confidence"),
                           yaxis_title=t("eval.axis_accuracy"))
         st.plotly_chart(fig, key="eval_reliability")

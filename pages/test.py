@@ -106,7 +106,7 @@ with tab_folder:
                 st.session_state["test_folder_result"] = predict_ui.predict_folder(run_dir, folder.strip())
     result = st.session_state.get("test_folder_result")
     if isinstance(result, pd.DataFrame):
-        st.dataframe(result, hide_index=True, key="test_folder_table")
+        st.dataframe(predict_ui.folder_view(result), hide_index=True, key="test_folder_table")
         st.download_button(t("test.download_csv"), result.to_csv(index=False).encode("utf-8"),
                            file_name="latih-folder-predictions.csv", mime="text/csv", key="test_folder_csv_download")
 

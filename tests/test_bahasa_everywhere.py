@@ -155,6 +155,8 @@ def test_the_scan_catches_english(project):
 
 
 def test_runs_dropdowns_follow_a_language_switch(project):
+    """The browser keeps a widget's option labels while its identity stays the same: after a
+    language switch each translated dropdown on Runs is a new widget, with the choice kept."""
     from ui import state
 
     state.save_project({**project, "language": "en"})
@@ -162,15 +164,20 @@ def test_runs_dropdowns_follow_a_language_switch(project):
     at.query_params["project"] = project["id"]
     at.run()
     at.switch_page("pages/runs.py").run()
-    assert at.selectbox(key="ui_lang").value == "en"
+    ID, EN = bahasa_scan.ID, bahasa_scan.EN
+
+    def box(label):
+        return next(s for s in at.selectbox if s.label == label)
+
+    box(EN["runs.curve_metric"]).set_value("val_loss").run()
+    before = {box(EN["runs.best_by"]).id, box(EN["runs.curve_metric"]).id}
     at.selectbox(key="ui_lang").set_value("id").run()
     assert not at.exception
-    labels = {s.label: list(s.options) for s in at.selectbox}
-    ID, EN = bahasa_scan.ID, bahasa_scan.EN
-    best = next(opts for label, opts in labels.items() if label == ID["runs.best_by"])
-    assert ID["runs.metric_eval_acc"] in best and EN["runs.metric_eval_acc"] not in best
-    curve = next(opts for label, opts in labels.items() if label == ID["runs.curve_metric"])
-    assert ID["curve.val_acc"] in curve and EN["curve.val_acc"] not in curve
+    best, curve = box(ID["runs.best_by"]), box(ID["runs.curve_metric"])
+    assert {best.id, curve.id}.isdisjoint(before), "same widget identity: the browser keeps the English labels"
+    assert ID["runs.metric_eval_acc"] in best.options and EN["runs.metric_eval_acc"] not in best.options
+    assert ID["curve.val_acc"] in curve.options and EN["curve.val_acc"] not in curve.options
+    assert curve.value == "val_loss"  # the choice survives the switch
 
 
 def _latih(*args, workspace: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -203,3 +210,22 @@ def test_cli_data_check_and_train_speak_bahasa(trained, workspace, tmp_path):
 def _no_bar(line: str) -> str:
     """A tqdm line's own units and rate ('it/s', '[00:01<00:00') are not our text; its label is."""
     return line.split("|")[0] if "|" in line else line
+
+
+# Bahasa values equal to the English ones, each the same word in both languages.
+SAME_IN_BOTH = {
+    "home.title": "Latih, the product's name",
+    "data.title": "'Data' is an Indonesian word", "nav.data": "'Data' is an Indonesian word",
+    "model.title": "'Model' is an Indonesian word", "nav.model": "'Model' is an Indonesian word",
+    "runs.col_status": "'Status' is an Indonesian word",
+    "test.tab_folder": "'Folder' is in the KBBI and is what Indonesian file managers say",
+    "metric.f1": "an abbreviation used as is in Indonesian", "metric.pr_auc": "an abbreviation used as is",
+    "metric.roc_auc": "an abbreviation used as is", "estimate.metric.auc": "an abbreviation used as is",
+    "core.names": "only a placeholder (a list of file names)",
+}
+
+
+def test_bahasa_values_equal_to_english_are_the_same_word_in_both_languages():
+    en, idn = bahasa_scan.EN, bahasa_scan.ID
+    same = sorted(k for k in en if en[k].strip() == idn[k].strip())
+    assert set(same) <= set(SAME_IN_BOTH), f"English left in id.json: {sorted(set(same) - set(SAME_IN_BOTH))}"

@@ -92,3 +92,43 @@ def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
 
 def has(key: str) -> bool:
     return key in catalogue(DEFAULT_LANG)
+
+
+def say(value: Any, lang: str | None = None, plain: bool = False) -> str:
+    """Engine text (a core.i18n.Msg, or its JSON form from a run folder) in the page's language.
+
+    Its parameters (names from the user's files) are escaped for Markdown unless `plain`; any
+    other value is shown as its (escaped) text."""
+    from core import i18n as core_i18n
+    from ui.safe_text import md
+    from ui.safe_text import plain as plain_text
+
+    escape = plain_text if plain else md
+    message = value if isinstance(value, core_i18n.Msg) else core_i18n.from_json(value)
+    if message is None:
+        return escape(str(value)) if value is not None else ""
+    lang = normalise(lang) if lang else get_lang()
+    return _text(message.key, lang, {k: _param(v, lang, escape) for k, v in message.params.items()})
+
+
+def _param(value: Any, lang: str, escape) -> Any:
+    from core import i18n as core_i18n
+
+    if isinstance(value, core_i18n.Msg):
+        return _text(value.key, lang, {k: _param(v, lang, escape) for k, v in value.params.items()})
+    return escape(value) if isinstance(value, str) else value
+
+
+# status.json messages written as plain English by older runs (before message_i18n existed)
+_OLD_STATUS_MESSAGES = {"starting": "phase.starting", "preparing the photos": "phase.preparing"}
+
+
+def say_status(status: dict, plain: bool = False) -> str:
+    """A run's (or a job's) one-line status message in the page's language."""
+    coded = status.get("message_i18n")
+    if coded:
+        return say(coded, plain=plain)
+    message = str(status.get("message") or "")
+    if message in _OLD_STATUS_MESSAGES:
+        return t(_OLD_STATUS_MESSAGES[message])
+    return say(message, plain=plain)
