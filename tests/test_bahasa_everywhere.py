@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,7 +200,10 @@ def test_cli_data_check_and_train_speak_bahasa(trained, workspace, tmp_path):
     train = _latih("train", clean, "--image-size", "64", "--epochs", "2", "--augment", "none", workspace=workspace)
     assert train.returncode == 0, train.stderr
     runs = list((workspace / "runs").iterdir())
-    allowed |= bahasa_scan.user_words(*(r.name for r in runs), clean)
+    from core.config import STRATEGIES
+
+    # the run folders, and the --strategy values that the CLI names so that they can be typed
+    allowed |= bahasa_scan.user_words(*(r.name for r in runs), clean, *STRATEGIES)
     lines = [("data check", line) for line in (check.stdout + check.stderr).splitlines()]
     lines += [("train", line) for line in (train.stdout + train.stderr).splitlines()]
     assert len(lines) > 5
@@ -208,8 +212,9 @@ def test_cli_data_check_and_train_speak_bahasa(trained, workspace, tmp_path):
 
 
 def _no_bar(line: str) -> str:
-    """A tqdm line's own units and rate ('it/s', '[00:01<00:00') are not our text; its label is."""
-    return line.split("|")[0] if "|" in line else line
+    """A tqdm line without its terminal codes and its drawn bar; its label, unit and postfix stay."""
+    line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", " ", line)
+    return re.sub(r"\|[^|]*\|", " ", line)
 
 
 # Bahasa values equal to the English ones, each the same word in both languages.

@@ -6,28 +6,22 @@ back to English, then to the key itself (logged) so a missing text never breaks 
 """
 from __future__ import annotations
 
-import json
 import logging
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 LANGS: dict[str, str] = {"en": "English", "id": "Bahasa Indonesia"}
 DEFAULT_LANG = "en"
-CATALOGUE_DIR = Path(__file__).resolve().parent.parent / "assets" / "i18n"
+from core.i18n import CATALOGUE_DIR  # noqa: F401  (one home of the catalogues)
 SESSION_KEY = "lang"
 
 
-@lru_cache(maxsize=None)
 def catalogue(lang: str) -> dict[str, str]:
-    path = CATALOGUE_DIR / f"{lang}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        log.error("missing i18n catalogue %s", path)
-        return {}
+    """The one catalogue loader, shared with the engine (core.i18n)."""
+    from core.i18n import catalogue as load
+
+    return load(lang)
 
 
 def normalise(lang: Any) -> str:
