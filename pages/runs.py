@@ -108,7 +108,8 @@ with left:
 
                 from core.workspace import subdir
 
-                package = Path(export_package(by_id[export_id], subdir("exports") / f"{export_id}.zip"))
+                package = Path(export_package(by_id[export_id], subdir("exports") / f"{export_id}.zip",
+                                              lang=state.get_lang()))
                 st.session_state["runs_package"] = str(package)
     package = st.session_state.get("runs_package")
     if package and Path(package).is_file():
