@@ -36,6 +36,8 @@ ALLOWED = {
     "s": "unit (seconds), also 's' of a plural file name split by the tokeniser",
     "onnx": "file format name", "torchscript": "file format name", "csv": "file format name",
     "zip": "file format name", "png": "file extension", "jpg": "file extension", "jpeg": "file extension",
+    "bmp": "file format", "gif": "file format", "heic": "file format", "heif": "file format",
+    "tiff": "file format", "webp": "file format",
     "e": "scientific notation of a number (1e-4)",
 }
 
@@ -72,8 +74,10 @@ def user_words(*names) -> set[str]:
 
 
 def problems(text: str, allowed_words: set[str]) -> list[str]:
-    """Why `text` is not Bahasa from the catalogue ([] when it is)."""
-    text = str(text).strip()
+    """Why `text` is not Bahasa from the catalogue ([] when it is). Of a stylesheet, only the
+    texts it draws (CSS `content:"..."`, ui/widget_texts.py) are text."""
+    text = re.sub(r"<style>(.*?)</style>", lambda m: " ".join(json.loads(f'"{s}"') for s in
+                  re.findall(r'content:"((?:[^"\\]|\\.)*)"', m.group(1))), str(text), flags=re.S).strip()
     if not text:
         return []
     if text in EN_VALUES:

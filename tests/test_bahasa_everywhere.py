@@ -8,6 +8,7 @@ One real, tiny training (2 classes x 12 generated photos, feature extraction, 2 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -75,16 +76,27 @@ def trained(tmp_path_factory):
                          early_stopping_patience=0)
     result = train(config, workspace=root / "ws")
     assert result.status == "done", result
-    return _photos_with_findings(root), Path(result.run_dir)
+    data = _photos_with_findings(root)
+    # the photo estimate (Model page advice, Evaluate's estimate), by the background job's own code
+    from core import estimate
+
+    folder = estimate.job_dir(str(data), "", root / "ws")
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"data_path": str(data), "groups": "", "n_splits": 2,
+                                                     "n_repeats": 1, "workspace": str(root / "ws")}))
+    estimate._worker(folder)
+    assert estimate.read_job(folder)["state"] == "done", (folder / "status.json").read_text()
+    return data, Path(result.run_dir), folder
 
 
 @pytest.fixture
 def project(trained, workspace):
     from ui import state
 
-    data, run = trained
+    data, run, estimate_folder = trained
     copy = workspace / "runs" / run.name
     shutil.copytree(run, copy)
+    shutil.copytree(estimate_folder, workspace / "estimates" / estimate_folder.name)
     project = state.new_project("Warna", data_path=str(data), source_kind="folder", language="id")
     state.add_run(project, copy)
     return state.load_project(project["id"])
@@ -188,7 +200,7 @@ def _latih(*args, workspace: Path, timeout: int = 600) -> subprocess.CompletedPr
 
 
 def test_cli_data_check_and_train_speak_bahasa(trained, workspace, tmp_path):
-    data, _ = trained
+    data, _, _ = trained
     allowed = bahasa_scan.user_words(*(p.name for p in data.rglob("*")), data, workspace)
     check = _latih("data", "check", data, workspace=workspace)
     assert check.returncode in (0, 1), check.stderr
@@ -234,3 +246,18 @@ def test_bahasa_values_equal_to_english_are_the_same_word_in_both_languages():
     en, idn = bahasa_scan.EN, bahasa_scan.ID
     same = sorted(k for k in en if en[k].strip() == idn[k].strip())
     assert set(same) <= set(SAME_IN_BOTH), f"English left in id.json: {sorted(set(same) - set(SAME_IN_BOTH))}"
+
+
+def test_model_card_in_bahasa_has_no_english(project):
+    """The exported card (Runs page: in the page's language) outside its code: code blocks and
+    `identifiers` (backbone, strategy and weights names, pip commands) are the same in any language."""
+    from core.export import model_card
+
+    card = model_card(project["last_run"], lang="id")
+    prose = re.sub(r"```.*?```", " ", card, flags=re.S)
+    prose = re.sub(r"`[^`]*`", " ", prose)
+    lines = [("model card", line) for line in prose.splitlines() if line.strip()]
+    assert len(lines) > 15
+    bad = bahasa_scan.report(lines, _allowed(project))
+    assert not bad, f"{len(bad)} English lines in the Bahasa model card:\n" + "\n".join(bad)
+    assert model_card(project["last_run"], lang="en").startswith("# Model card: ")
