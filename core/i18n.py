@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,18 @@ def process_lang() -> str:
     return normalise(os.environ.get(ENV))
 
 
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+def local_number(value: Any, lang: str) -> Any:
+    """A number written the English way ("1,234.5", "0.99") in the way of `lang`: Bahasa
+    Indonesia groups with "." and writes decimals with "," ("1.234,5", "0,99"). Other values
+    (names, paths, versions) are returned as they are."""
+    if lang != "id" or not isinstance(value, str) or not _NUMBER.fullmatch(value):
+        return value
+    return value.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
 def tr(key: str, lang: str | None = None, **params: Any) -> str:
     """The plain text of `key` in `lang` (default: the process's), English when the language lacks it."""
     lang = normalise(lang) if lang else process_lang()
@@ -58,7 +71,7 @@ def tr(key: str, lang: str | None = None, **params: Any) -> str:
         return key
     if not params:
         return text
-    values = {k: render(v, lang) for k, v in params.items()}
+    values = {k: local_number(render(v, lang), lang) for k, v in params.items()}
     try:
         return text.format(**values)
     except (KeyError, IndexError, ValueError):

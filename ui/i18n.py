@@ -55,16 +55,20 @@ def get_lang() -> str:
 def t(key: str, lang: str | None = None, **fmt: Any) -> str:
     """The text of `key`; every interpolated string is escaped (ui.safe_text.md), because the
     result is shown as Markdown and the values are often names from the user's files."""
+    from core.i18n import local_number
     from ui.safe_text import md
 
-    return _text(key, lang, {k: md(v) if isinstance(v, str) else v for k, v in fmt.items()})
+    code = normalise(lang) if lang else get_lang()
+    return _text(key, code, {k: md(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
 
 
 def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
     """Like t, for places that show plain text (select options, table headers, chart labels)."""
+    from core.i18n import local_number
     from ui.safe_text import plain
 
-    return _text(key, lang, {k: plain(v) if isinstance(v, str) else v for k, v in fmt.items()})
+    code = normalise(lang) if lang else get_lang()
+    return _text(key, code, {k: plain(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
 
 
 def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
@@ -110,7 +114,7 @@ def _param(value: Any, lang: str, escape) -> Any:
 
     if isinstance(value, core_i18n.Msg):
         return _text(value.key, lang, {k: _param(v, lang, escape) for k, v in value.params.items()})
-    return escape(value) if isinstance(value, str) else value
+    return escape(core_i18n.local_number(value, lang)) if isinstance(value, str) else value
 
 
 # status.json messages written as plain English by older runs (before message_i18n existed)
