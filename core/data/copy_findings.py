@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.data.findings import Finding
 from core.i18n import Msg
 
 KEEP = "keep"
@@ -23,7 +24,6 @@ KEEP = "keep"
 
 def copy_findings(pairs: pd.DataFrame, root: str | None, decisions: dict | None = None) -> list:
     from core.data.copies import pair_key
-    from core.data.validate import Finding
 
     if pairs is None or pairs.empty:
         return []
