@@ -90,6 +90,14 @@ class Msg(str):
         self.key, self.params = key, params
         return self
 
+    @classmethod
+    def english(cls, key: str, **params: Any) -> "Msg":
+        """A Msg whose plain value is English whatever LATIH_LANG says: for text that is also
+        data (a photo's read error kept in the scan table and its cache, matched by prefix)."""
+        self = str.__new__(cls, tr(key, DEFAULT_LANG, **params))
+        self.key, self.params = key, params
+        return self
+
     def __reduce__(self):  # pickling (st.cache_data) keeps the key and the parameters
         return (_rebuild, (self.key, self.params))
 

@@ -42,8 +42,10 @@ split = ev.get("evaluated_on", "test")
 sizes = (ev.get("split_sizes") or {}).get(split, {})
 st.markdown(t("eval.on_split", split=t(f"split.{split}") if split in ("test", "val", "train") else split,
               n=sizes.get("n", ev["metrics"].get("n", "?"))))
-for note in ev.get("notes") or []:
-    st.info(md(note), icon=":material/info:")
+notes = ev.get("notes") or []
+coded = ev.get("notes_i18n") if len(ev.get("notes_i18n") or []) == len(notes) else [None] * len(notes)
+for note, code in zip(notes, coded):
+    st.info(say(code or note), icon=":material/info:")
 
 # ---- headline metrics with 95% intervals -------------------------------------------------------------
 metrics, ci = ev["metrics"], ev.get("ci") or {}

@@ -239,6 +239,7 @@ SAME_IN_BOTH = {
     "metric.f1": "an abbreviation used as is in Indonesian", "metric.pr_auc": "an abbreviation used as is",
     "metric.roc_auc": "an abbreviation used as is", "estimate.metric.auc": "an abbreviation used as is",
     "core.names": "only a placeholder (a list of file names)",
+    "decode.named": "only placeholders (a file name and its problem)",
 }
 
 

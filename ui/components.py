@@ -53,7 +53,10 @@ def frame() -> None:
 
 def user_error(exc: BaseException) -> None:
     """Show a failure the person can act on: the engine's one-line message, no traceback."""
-    st.error(md(str(exc)) if str(exc) else t("common.error_generic"), icon=":material/error:")
+    from ui.i18n import say
+
+    message = exc.args[0] if exc.args else ""
+    st.error(say(message) if str(exc) else t("common.error_generic"), icon=":material/error:")
 
 
 @contextlib.contextmanager
