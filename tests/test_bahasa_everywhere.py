@@ -234,6 +234,7 @@ SAME_IN_BOTH = {
     "home.title": "Latih, the product's name",
     "data.title": "'Data' is an Indonesian word", "nav.data": "'Data' is an Indonesian word",
     "model.title": "'Model' is an Indonesian word", "nav.model": "'Model' is an Indonesian word",
+    "card.data_title": "'Data' is an Indonesian word", "card.model_title": "'Model' is an Indonesian word",
     "runs.col_status": "'Status' is an Indonesian word",
     "test.tab_folder": "'Folder' is in the KBBI and is what Indonesian file managers say",
     "metric.f1": "an abbreviation used as is in Indonesian", "metric.pr_auc": "an abbreviation used as is",
