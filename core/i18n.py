@@ -48,7 +48,7 @@ def process_lang() -> str:
     return normalise(os.environ.get(ENV))
 
 
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?%?")
 
 
 def local_number(value: Any, lang: str) -> Any:
@@ -58,6 +58,16 @@ def local_number(value: Any, lang: str) -> Any:
     if lang != "id" or not isinstance(value, str) or not _NUMBER.fullmatch(value):
         return value
     return value.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.,])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w.]*\w)")
+
+
+def local_numbers_in(text: str, lang: str) -> str:
+    """Every number in `text` ("28.0% – 72.0%") written the way of `lang` (see local_number)."""
+    if lang != "id":
+        return text
+    return _NUMBER_IN_TEXT.sub(lambda m: local_number(m.group(0), lang), text)
 
 
 def tr(key: str, lang: str | None = None, **params: Any) -> str:

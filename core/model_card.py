@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.i18n import from_json, render, tr
+from core.i18n import from_json, local_number, process_lang, render, tr
 from core.runs import image_size_of
 
 
@@ -28,7 +28,7 @@ def preprocessing(meta: dict) -> dict:
 def _fmt(v, pct: bool = True, lang: str | None = None) -> str:
     if v is None:
         return tr("card.na", lang)
-    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+    return local_number(f"{100 * v:.1f}%" if pct else f"{v:.3f}", lang or process_lang())
 
 
 def _fmt_ci(ci, lang: str | None, pct: bool = True) -> str:
@@ -36,7 +36,7 @@ def _fmt_ci(ci, lang: str | None, pct: bool = True) -> str:
 
 
 def _split_name(split: str, lang: str | None) -> str:
-    return tr(f"figure.split.{split}", lang) if split in ("train", "val", "test") else str(split)
+    return tr(f"card.split.{split}", lang) if split in ("train", "val", "test") else str(split)
 
 
 def _split_table(run_dir: Path, evaluation: dict, class_names: list[str], lang: str | None) -> list[str]:
@@ -76,7 +76,7 @@ def _notes(ev: dict, lang: str | None) -> list[str]:
 
 def _metrics_section(ev: dict, lang: str | None) -> list[str]:
     m, ci = ev["metrics"], ev.get("ci", {})
-    rows = [("metric.accuracy", "accuracy"), ("metric.balanced_accuracy", "balanced_accuracy"),
+    rows = [("card.accuracy", "accuracy"), ("card.balanced_accuracy", "balanced_accuracy"),
             ("card.macro_f1", "macro_f1"), ("metric.roc_auc", "roc_auc")]
     lines = [tr("card.measured_on", lang, split=_split_name(ev["evaluated_on"], lang), n=m["n"]),
              "", tr("card.metric_header", lang), "|---|---|---|"]

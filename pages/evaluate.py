@@ -10,7 +10,7 @@ from core import figures
 from core.runs import load_run
 from ui import estimate_ui, explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import get_lang, say, t
+from ui.i18n import get_lang, num, say, t
 from ui.media import thumbnail
 from ui.safe_text import md, plotly as plotly_text
 from ui.run_pick import pick_run, trained_runs
@@ -56,8 +56,8 @@ for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"):
         continue
     interval = ci.get(key)
     rows.append({t("eval.col_metric"): t(f"metric.{key}"),
-                 t("eval.col_value"): f"{100 * value:.1f}%",
-                 t("eval.col_interval"): f"{100 * interval[0]:.1f}% – {100 * interval[1]:.1f}%" if interval else "–",
+                 t("eval.col_value"): num(f"{100 * value:.1f}%"),
+                 t("eval.col_interval"): num(f"{100 * interval[0]:.1f}% – {100 * interval[1]:.1f}%") if interval else "–",
                  t("eval.col_meaning"): t(f"metric.{key}.help")})
 st.subheader(t("eval.metrics_title"))
 st.caption(t("eval.interval_help"))

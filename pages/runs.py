@@ -10,7 +10,7 @@ import streamlit as st
 from core.runs import delete_run, list_runs, read_json
 from ui import progress, state
 from ui.components import frame, fmt_seconds, guard, lang_keyed, next_step, page_header, require_project
-from ui.i18n import t
+from ui.i18n import num, t
 
 frame()
 page_header("runs.title", "runs.purpose")
@@ -38,7 +38,7 @@ def _with_ci(value, band) -> str:
     if value is None or value != value:
         return "–"
     text = f"{100 * value:.1f}%"
-    return f"{text} ({100 * band[0]:.0f}–{100 * band[1]:.0f}%)" if band else text
+    return num(f"{text} ({100 * band[0]:.0f}–{100 * band[1]:.0f}%)" if band else text)
 
 
 def _status_label(state, text) -> str:

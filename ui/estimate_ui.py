@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.components import guard
-from ui.i18n import say_status, t
+from ui.i18n import num, say_status, t
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +146,13 @@ def advice_button(project: dict[str, Any]) -> None:
 
 
 def _pct(value) -> str:
-    return "–" if value is None or value != value else f"{100 * value:.1f}%"
+    return "–" if value is None or value != value else num(f"{100 * value:.1f}%")
 
 
 def _interval(d) -> str:
     if not d or d.get("mean") is None or d["mean"] != d["mean"]:
         return "–"
-    return f"{100 * d['low']:.1f}% – {100 * d['high']:.1f}%"
+    return num(f"{100 * d['low']:.1f}% – {100 * d['high']:.1f}%")
 
 
 def show_result(result: dict, summary_key: str = "estimate.summary") -> None:

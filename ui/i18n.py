@@ -130,3 +130,10 @@ def say_status(status: dict, plain: bool = False) -> str:
     if message in _OLD_STATUS_MESSAGES:
         return t(_OLD_STATUS_MESSAGES[message])
     return say(message, plain=plain)
+
+
+def num(text: str) -> str:
+    """Numbers in a value shown in a table ("28.0% – 72.0%") the way of the page's language."""
+    from core.i18n import local_numbers_in
+
+    return local_numbers_in(str(text), get_lang())

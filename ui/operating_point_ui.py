@@ -21,7 +21,7 @@ import streamlit as st
 from core import figures
 from core import operating_point as op
 from ui.components import guard
-from ui.i18n import get_lang, t, t_plain
+from ui.i18n import get_lang, num, t, t_plain
 from ui.safe_text import plotly as plotly_text
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,11 @@ FLASH_KEY = "oppoint_saved"
 
 
 def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
+    return "–" if value is None else num(f"{100 * value:.1f}%")
 
 
 def _band(ci) -> str:
-    return "–" if not ci else f"{100 * ci[0]:.1f}% – {100 * ci[1]:.1f}%"
+    return "–" if not ci else num(f"{100 * ci[0]:.1f}% – {100 * ci[1]:.1f}%")
 
 
 def _split_name(split: str) -> str:
