@@ -97,6 +97,11 @@ def main(out: Path) -> None:
             h.shot(page, "model-advice")
             open_page("evaluate")
             h.shot(page, "evaluate")
+            ids = h.catalogue("id")
+            for tab in ("eval.tab_per_class", "eval.tab_roc", "eval.tab_reliability"):
+                page.get_by_role("tab", name=ids[tab]).first.click()
+                page.wait_for_timeout(1500)
+                h.shot(page, f"evaluate-{tab.rsplit('_', 1)[-1]}")
             open_page("test")
             h.shot(page, "test-uploader")
             open_page("train")
