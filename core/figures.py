@@ -7,7 +7,14 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.i18n import tr
+from core.i18n import process_lang, tr
+
+
+def _local(fig: go.Figure, lang: str | None) -> go.Figure:
+    """Axis numbers the way of the language: Bahasa Indonesia writes 0,5 and 1.000."""
+    if (lang or process_lang()) == "id":
+        fig.update_layout(separators=",.")
+    return fig
 
 
 def _split(name: str, lang: str | None) -> str:
@@ -26,7 +33,7 @@ def confusion_matrix_figure(evaluation: dict, normalized: bool = True, lang: str
     fig.update_layout(title=tr("figure.confusion_title", lang, split=_split(evaluation["evaluated_on"], lang)),
                       xaxis_title=tr("figure.predicted", lang), yaxis_title=tr("figure.true", lang),
                       yaxis_autorange="reversed")
-    return fig
+    return _local(fig, lang)
 
 
 def roc_figure(evaluation: dict, lang: str | None = None) -> go.Figure:
@@ -47,7 +54,7 @@ def roc_figure(evaluation: dict, lang: str | None = None) -> go.Figure:
                                  marker={"size": 12, "symbol": "x", "color": "red"}))
     fig.update_layout(title=tr("figure.roc_title", lang), xaxis_title=tr("figure.fpr", lang),
                       yaxis_title=tr("figure.tpr", lang), xaxis_range=[0, 1], yaxis_range=[0, 1.02])
-    return fig
+    return _local(fig, lang)
 
 
 def reliability_figure(evaluation: dict, lang: str | None = None) -> go.Figure:
@@ -65,7 +72,7 @@ def reliability_figure(evaluation: dict, lang: str | None = None) -> go.Figure:
                                  hovertemplate=tr("figure.reliability_hover", lang)))
     fig.update_layout(title=tr("figure.reliability_title", lang), xaxis_title=tr("figure.confidence", lang),
                       yaxis_title=tr("figure.accuracy", lang), xaxis_range=[0, 1], yaxis_range=[0, 1.02])
-    return fig
+    return _local(fig, lang)
 
 
 def per_class_bar_figure(evaluation: dict, lang: str | None = None) -> go.Figure:
@@ -76,7 +83,7 @@ def per_class_bar_figure(evaluation: dict, lang: str | None = None) -> go.Figure
                      for k in ("precision", "recall", "f1")])
     fig.update_layout(barmode="group", title=tr("figure.per_class_title", lang), yaxis_range=[0, 1],
                       yaxis_title=tr("figure.score", lang))
-    return fig
+    return _local(fig, lang)
 
 
 def curves_figure(metrics_df: pd.DataFrame, keys, run_col: str = "run", x: str = "epoch",
@@ -91,4 +98,4 @@ def curves_figure(metrics_df: pd.DataFrame, keys, run_col: str = "run", x: str =
                 fig.add_trace(go.Scatter(x=d[x], y=d[key], mode="lines+markers",
                                          name=f"{run} {tr(f'curve.{key}', lang)}".strip()))
     fig.update_layout(title=", ".join(tr(f"curve.{k}", lang) for k in keys), xaxis_title=tr(f"figure.{x}", lang))
-    return fig
+    return _local(fig, lang)

@@ -86,7 +86,8 @@ with tabs[1]:
         "name": t("eval.col_class"), "precision": t("metric.precision"), "recall": t("metric.recall"),
         "f1": t("metric.f1"), "support": t("eval.col_support")})
     st.dataframe(table.style.format({t("metric.precision"): "{:.1%}", t("metric.recall"): "{:.1%}",
-                                     t("metric.f1"): "{:.1%}"}), hide_index=True, key="eval_per_class_table")
+                                     t("metric.f1"): "{:.1%}"}, decimal="," if get_lang() == "id" else "."),
+                 hide_index=True, key="eval_per_class_table")
     st.caption(t("eval.per_class_help"))
 with tabs[2]:
     st.caption(t("eval.roc_help"))
