@@ -10,8 +10,10 @@ Evaluate, Test (uploader) are saved as PNGs. Uses tests/e2e_helpers.py (Debian's
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -119,9 +121,14 @@ def main(out: Path) -> None:
         h.stop_app(proc)
         from core import jobs
 
-        active = jobs.active_job(workspace) if hasattr(jobs, "active_job") else None
+        active = jobs.active_job(workspace)
         if active:
             jobs.stop(active)
+        worker = jobs.worker_pid(workspace)  # the queue's worker process, started by the Train page
+        if worker:
+            time.sleep(10)  # let it save the stopped run
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGTERM)
         print("app log tail:", (root / "app.log").read_text()[-1500:])
 
 
