@@ -47,10 +47,13 @@ class TrainConfig:
     head_epochs: int = 3  # two-stage: epochs on the head before unfreezing
     lr: float | None = None  # head LR; None -> DEFAULT_HEAD_LR
     backbone_lr: float | None = None  # unfrozen layers; None -> DEFAULT_BACKBONE_LR[strategy]
-    layer_decay: float = 0.75  # full / two-stage: LR shrinks by this per block towards the input
+    # full / two-stage: LR shrinks by this per layer towards the input. 1.0 (off) by default: timm
+    # counts every block as a layer (17 in Lite0), so 0.75 left Lite0's stem at 1% of the top LR
+    # and short fine-tunes fell short of a plain loop (issue 12, bench/bench_finetune.py)
+    layer_decay: float = 1.0
     unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn
     weight_decay: float = 0.01
-    warmup_epochs: int = 1
+    warmup_epochs: int = 0  # a warm-up epoch cost a third of a 3-epoch budget (issue 12)
     label_smoothing: float = 0.0
     imbalance: str = "none"
     batch_size: int = 32
