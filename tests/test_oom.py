@@ -75,3 +75,39 @@ def test_one_photo_that_does_not_fit_is_a_plain_error():
     model = OomOnFirstCalls(fits=0)
     with pytest.raises(OutOfMemory, match="smaller image size"):
         run_batch(model, MicroBatches(4), torch.randn(4, 6), torch.zeros(4, dtype=torch.long))
+
+
+def test_cuda_oom_during_a_batch_halves_the_batch_and_the_run_finishes(make_dataset, workspace, monkeypatch):
+    from core import train as train_module
+    from core.config import TrainConfig
+    from core.runs import read_metrics, read_status
+
+    real_build = train_module.build_model
+    calls = {"n": 0}
+
+    def build_with_oom_on_first_calls(config, n_classes, ws=None):
+        model, prep = real_build(config, n_classes, ws)
+        forward = model.forward
+
+        def forward_or_oom(x):  # the training pass goes through forward(); validation does not
+            calls["n"] += 1
+            if calls["n"] <= 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return forward(x)
+
+        model.forward = forward_or_oom
+        return model, prep
+
+    monkeypatch.setattr(train_module, "build_model", build_with_oom_on_first_calls)
+    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
+    data = make_dataset(("red", "green"), n=10)
+    config = TrainConfig(data_path=str(data), strategy="full", image_size=64, epochs=2, batch_size=8, lr=1e-3,
+                         augment="none", val_fraction=0.25, early_stopping_patience=0)
+    result = train_module.train(config, workspace=workspace)
+    assert result.status == "done" and result.best_epoch is not None
+    epochs = read_metrics(result.run_dir).to_dict("records")
+    assert [row["batch_part"] for row in epochs] == [2, 2]  # 8 -> 4 -> 2 after two out-of-memory errors
+    status = read_status(result.run_dir)
+    assert status["state"] == "done" and status["batch_part"] == 2 and status["batch_size"] == 8
+    log_text = (result.run_dir / "train.log").read_text(encoding="utf-8")
+    assert "out of GPU memory" in log_text and "parts of 2" in log_text
