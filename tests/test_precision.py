@@ -47,3 +47,37 @@ def test_non_finite_loss_under_autocast_skips_the_step_and_falls_back_to_fp32():
     assert not guard.check(math.nan)
     assert guard.fell_back and guard.precision.dtype is None and guard.precision.name == "fp32"
     assert guard.check(math.inf)  # fp32 itself: nothing left to fall back to, the step goes ahead
+
+
+def test_a_nan_loss_under_bf16_skips_that_update_and_the_step_goes_on_in_fp32():
+    from core.finetune_step import FineTuneStep
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 2)
+    calls = {"n": 0}
+    forward = model.forward
+
+    def nan_first(x):
+        calls["n"] += 1
+        out = forward(x)
+        return out * float("nan") if calls["n"] == 1 else out
+
+    model.forward = nan_first
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = FineTuneStep(model, optimizer, torch.nn.functional.cross_entropy, choose("bf16", "cpu", "resnet50"), 8)
+    x, y = torch.randn(8, 4), torch.arange(8) % 2
+    before = model.weight.detach().clone()
+    loss, _ = step(x, y)
+    assert math.isnan(loss) and torch.equal(model.weight, before)  # the bad update was not applied
+    assert step.precision.name == "fp32"
+    loss, logits = step(x, y)
+    assert math.isfinite(loss) and logits.dtype == torch.float32 and not torch.equal(model.weight, before)
+
+
+def test_loader_workers_are_auto_per_device():
+    from core.loader import loader_options, worker_count
+
+    assert worker_count(None, "cpu") == 0  # the cores belong to the model on a CPU
+    assert worker_count(3, "cpu") == 3  # an explicit choice is kept
+    assert loader_options(0, "cpu") == {"num_workers": 0, "pin_memory": False, "persistent_workers": False}
+    assert loader_options(4, "cuda")["pin_memory"] and loader_options(4, "cuda")["prefetch_factor"] == 4
