@@ -199,13 +199,13 @@ class Trainer(ResumableStages):
             order = self._epoch_order().to(self.ctx.device)
             total_loss, correct = 0.0, 0
             head.train()
-            for step in range(steps):
-                idx = order[step * batch:(step + 1) * batch]
+            for index in range(steps):
+                idx = order[index * batch:(index + 1) * batch]
                 loss, logits = step(x_train[idx], y_train[idx])
                 scheduler.step()
                 total_loss += loss * len(idx)
                 correct += (logits.argmax(1) == y_train[idx]).sum().item()
-                self.hooks.on_batch_end(self.ctx, step + 1, steps, loss)
+                self.hooks.on_batch_end(self.ctx, index + 1, steps, loss)
             head.eval()
             with torch.inference_mode():
                 val = self._score(head(x_val), y_val)

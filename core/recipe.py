@@ -58,8 +58,9 @@ class Stage:
 
 
 def stages(strategy: str, epochs: int, head_epochs: int = 3, unfreeze_blocks: int = 2,
-           backbone_lr: float | None = None, layer_decay: float = 0.75) -> list[Stage]:
-    """The concrete stages of one strategy (see the module docstring)."""
+           backbone_lr: float | None = None, layer_decay: float | None = None) -> list[Stage]:
+    """The concrete stages of one strategy (see the module docstring); `layer_decay` is the
+    config's (TrainConfig.layer_decay), applied to "all" stages."""
     if strategy not in RECIPES:
         raise ValueError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
     entry = RECIPES[strategy]

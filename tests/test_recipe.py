@@ -19,14 +19,14 @@ def test_every_strategy_is_one_table_entry():
     assert [(s.name, s.epochs, s.trainable) for s in stages("feature-extraction", 15)] == [("head", 15, "head")]
     assert [(s.name, s.epochs, s.trainable) for s in stages("fine-tune", 15, unfreeze_blocks=3)] == \
         [("finetune", 15, 3)]
-    assert [(s.epochs, s.trainable, s.layer_decay) for s in stages("full", 15)] == [(15, "all", 0.75)]
+    assert [(s.epochs, s.trainable, s.layer_decay) for s in stages("full", 15, layer_decay=0.8)] == [(15, "all", 0.8)]
     assert [(s.epochs, s.trainable) for s in stages("two-stage", 15, head_epochs=3)] == [(3, "head"), (12, "all")]
     assert [(s.epochs, s.trainable) for s in stages("two-stage", 1)] == [(1, "head")]  # no epoch left to unfreeze
-    assert [(s.epochs, s.trainable, s.layer_decay) for s in stages("gradual", 7, head_epochs=2)] == \
-        [(2, "head", None), (2, 2, None), (3, "all", 0.75)]
+    assert [(s.epochs, s.trainable, s.layer_decay) for s in stages("gradual", 7, head_epochs=2, layer_decay=0.8)] == \
+        [(2, "head", None), (2, 2, None), (3, "all", 0.8)]
     config = TrainConfig(data_path="-", strategy="gradual", epochs=5, head_epochs=1, backbone_lr=3e-5)
     assert recipe(config) == [Stage("head", 1, "head", 0.0, None), Stage("finetune", 1, 2, 3e-5, None),
-                              Stage("finetune", 3, "all", 3e-5, 0.75)]
+                              Stage("finetune", 3, "all", 3e-5, config.layer_decay)]
 
 
 def test_the_cost_estimate_reads_the_recipe():
