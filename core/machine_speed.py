@@ -53,6 +53,7 @@ class Speed:
     device: str
     threads: int
     images_per_s: float
+    warmup_s: float  # extra seconds of the first batch of a pass (allocations), beyond a timed one
     model_s: float
     save_s: float
     peak_mem_mb: float
@@ -166,10 +167,12 @@ def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, 
             loss.backward()
             optimizer.step()
 
+    warm = time.perf_counter()
     for _ in range(WARMUP_BATCHES):
         step()
         memory.sample()
     _sync(dev)
+    warm_s = (time.perf_counter() - warm) / WARMUP_BATCHES
     timed, count = time.perf_counter(), 0
     while count < TIMED_BATCHES[mode] or (time.perf_counter() - timed < MIN_TIMED_S and count < MAX_TIMED_BATCHES):
         step()
@@ -179,7 +182,8 @@ def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, 
     seconds = time.perf_counter() - timed
     save_s = _save_seconds(model)
     result = Speed(backbone, size, int(batch_size), mode, dev.type, _threads(),
-                   round(count * batch_size / max(seconds, 1e-9), 2), round(model_s, 3), round(save_s, 3),
+                   round(count * batch_size / max(seconds, 1e-9), 2), round(max(warm_s - seconds / count, 0.0), 3),
+                   round(model_s, 3), round(save_s, 3),
                    memory.peak_mb(), round(time.time(), 1), round(os.getloadavg()[0], 2))
     log.info("measured %s %s at %d px, batch %d on %s: %.1f images/s (load %.1f)", backbone, mode, size,
              batch_size, dev.type, result.images_per_s, result.load)

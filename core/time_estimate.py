@@ -31,12 +31,14 @@ from core.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-# Steps that do not depend on the backbone (seconds), measured on the 2-core build box:
-SCAN_CHECK_S_PER_PHOTO = 0.004  # checking the scanned photos and splitting (the scan itself is cached)
-EVALUATION_S = 3.0  # calibration, the screening threshold, the model card after the last epoch
-EVALUATION_S_PER_PHOTO = 0.002
+# Steps that do not depend on the backbone (seconds on Latih's 2-core reference box, when it is
+# quiet); on another or a busier computer they are scaled by its measured slowness (the
+# backbone's reference speed, core.backbones cpu_images_per_s, over the speed measured here):
+SCAN_CHECK_S_PER_PHOTO = 0.0003  # checking the scanned photos and splitting (the scan itself is cached)
+EVALUATION_S = 1.2  # calibration, the screening threshold, the model card after the last epoch
+EVALUATION_S_PER_PHOTO = 0.0005
 SAVES_PER_EPOCH = {"head": 3, "finetune": 6}  # best + last weights, resume state (optimizer moments for full)
-HEAD_S_PER_PHOTO_EPOCH = 0.0005  # the new last layer on cached features, and its validation
+HEAD_S_PER_PHOTO_EPOCH = 0.0001  # the new last layer on cached features, and its validation
 SAMPLE_PHOTOS = 6
 FEATURE_BATCH = 48  # core.train.FEATURE_BATCH
 
@@ -94,9 +96,8 @@ def photo_costs(df: pd.DataFrame, config: TrainConfig, image_size: int, crop_pct
         cache = ImageCache(Path(folder), decode_size)
         for i, row in enumerate(sample.itertuples(index=False)):
             started = time.perf_counter()
-            array = cache.decode(row.path)
+            array = cache.get(row.path, f"{i:02d}sample")  # decoded, shrunk and stored as training does
             read.append(time.perf_counter() - started)
-            cache.get(row.path, f"{i:02d}sample")  # stored in the cache's own format
             started = time.perf_counter()
             cache.get(row.path, f"{i:02d}sample")
             load.append(time.perf_counter() - started)
@@ -150,8 +151,10 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
     costs = costs or photo_costs(df, config, size, crop_pct, tuple(dc["mean"]), tuple(dc["std"]))
     share = cached_share(df, config, size, crop_pct, workspace)
     fwd_s, fwd48_s = 1 / forward.images_per_s, 1 / features_fwd.images_per_s
-    parts = {"scan_check": n_all * SCAN_CHECK_S_PER_PHOTO, "model": forward.model_s,
-             "evaluation": EVALUATION_S + n_all * EVALUATION_S_PER_PHOTO}
+    slow = slowness(config.backbone, size, forward)
+    parts = {"scan_check": slow * n_all * SCAN_CHECK_S_PER_PHOTO, "model": forward.model_s,
+             "evaluation": slow * (EVALUATION_S + n_all * EVALUATION_S_PER_PHOTO)}
+    passes = {"features": 0, "validation": 0, "outputs": 0}  # forward passes over a split: each warms up once
     fresh = 1.0 - share["photos"]
     first_read = fresh * costs.read_s + (1 - fresh) * costs.cached_read_s
 
@@ -159,9 +162,10 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
     tuned_epochs = config.epochs - head_epochs
     if head_epochs:
         uncached = n_all * (1.0 - share["features"])
-        parts["features"] = uncached * (first_read + costs.eval_transform_s + fwd48_s)
+        parts["features"] = uncached * (first_read + costs.eval_transform_s + fwd48_s) \
+            + (features_fwd.warmup_s * sum(1 for n in counts.values() if n) if uncached else 0.0)
         parts["head_epochs"] = head_epochs * (SAVES_PER_EPOCH["head"] * forward.save_s
-                                              + (counts["train"] + counts["val"]) * HEAD_S_PER_PHOTO_EPOCH)
+                                              + slow * (counts["train"] + counts["val"]) * HEAD_S_PER_PHOTO_EPOCH)
         first_read = costs.cached_read_s  # the photos are in the cache now
     if tuned_epochs:
         train_s = _trained_seconds_per_photo(config, train, forward)
@@ -169,9 +173,10 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
         epoch_s = counts["train"] * (costs.cached_read_s + costs.augment_s + train_s) + val_each \
             + SAVES_PER_EPOCH["finetune"] * train.save_s
         first_extra = (counts["train"] + counts["val"]) * (first_read - costs.cached_read_s)
-        parts["epochs"] = tuned_epochs * (epoch_s - val_each) + first_extra
-        parts["validation"] = tuned_epochs * val_each
-        parts["outputs"] = n_all * (costs.cached_read_s + costs.eval_transform_s + fwd48_s)
+        parts["epochs"] = tuned_epochs * (epoch_s - val_each + train.warmup_s) + first_extra
+        parts["validation"] = tuned_epochs * (val_each + forward.warmup_s)
+        parts["outputs"] = n_all * (costs.cached_read_s + costs.eval_transform_s + fwd48_s) \
+            + features_fwd.warmup_s * sum(1 for n in counts.values() if n)
     seconds = float(sum(parts.values()))
     memory = (train or forward).peak_mem_mb
     speeds = {"forward": forward.images_per_s, "features": features_fwd.images_per_s}
@@ -179,6 +184,20 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
         speeds["train"] = train.images_per_s
     return Estimate(round(seconds, 1), round(float(memory)), True, {k: round(v, 1) for k, v in parts.items()},
                     speeds, forward.load)
+
+
+def slowness(backbone: str, size: int, forward) -> float:
+    """How many times slower than Latih's quiet reference box this computer runs now (from the
+    forward speed measured here against the backbone's reference speed at its native size)."""
+    from core.backbones import get_spec
+
+    spec = get_spec(backbone)
+    reference = spec.cpu_images_per_s
+    if not reference or not forward.images_per_s:
+        return 1.0
+    native = int(spec.input_size[-1])
+    measured_at_native = forward.images_per_s * (size / native) ** 2
+    return max(0.2, min(50.0, float(reference) / measured_at_native))
 
 
 def _head_epochs(config: TrainConfig) -> int:
@@ -200,6 +219,35 @@ def _trained_seconds_per_photo(config: TrainConfig, train, forward) -> float:
     return full_s
 
 
+def stopping_seconds(run_dir, workspace=None) -> float:
+    """About how long a stopped training still takes to save its best model: the outputs (one
+    forward pass over every split when the backbone was trained) and the evaluation."""
+    import json
+    from pathlib import Path
+
+    from core.machine_speed import cached
+    from core.runs import read_metrics
+
+    run = Path(run_dir)
+    try:
+        meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return EVALUATION_S
+    n_all = int(sum((meta.get("split_sizes") or {}).values()))
+    backbone, device = str(config.get("backbone")), str(config.get("device", "auto"))
+    size = int(meta.get("image_size") or 224)
+    speed = cached(backbone, size, FEATURE_BATCH, "forward", device, workspace) or cached(
+        backbone, size, int(config.get("batch_size", 32)), "forward", device, workspace)
+    slow = slowness(backbone, size, speed) if speed else 1.0
+    seconds = slow * (EVALUATION_S + n_all * EVALUATION_S_PER_PHOTO)
+    epochs = read_metrics(run, "epoch")
+    if not epochs.empty and "stage" in epochs and (epochs["stage"] == "finetune").any():
+        ips = speed.images_per_s if speed else 3.0 * float(epochs["images_per_s"].iloc[-1] or 1.0)
+        seconds += n_all / max(ips, 1e-6)
+    return round(seconds, 0)
+
+
 def needs_measuring(config: TrainConfig, workspace=None) -> bool:
     """True when this machine has not measured what `config` needs yet."""
     from core.backbones import data_config
@@ -210,4 +258,4 @@ def needs_measuring(config: TrainConfig, workspace=None) -> bool:
     return any(cached(config.backbone, size, config.batch_size, m, config.device, workspace) is None for m in modes)
 
 
-__all__ = ["Estimate", "PhotoCosts", "estimate", "photo_costs", "split_counts", "cached_share", "needs_measuring"]
+__all__ = ["Estimate", "PhotoCosts", "estimate", "photo_costs", "split_counts", "cached_share", "needs_measuring", "stopping_seconds", "slowness"]
