@@ -266,6 +266,7 @@ class CancelFile(Callback):
         # evaluation (which report progress too); cancelling those would fail the run.
         if not self.fired and self.path is not None and self.path.exists():
             self.fired = True
+            _set_phase(self.path.parent, "stopping")  # the page words it: saving the best model
             raise Cancelled("stopped by the user")
 
     def on_progress(self, ctx, task, done, total):
@@ -276,6 +277,16 @@ class CancelFile(Callback):
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         self._check()
+
+
+def _set_phase(run_dir: Path, phase: str) -> None:
+    """status.json's `phase` code (core.run_progress phases), for the pages to put in words."""
+    from core.run_status import update_status
+
+    try:
+        update_status(run_dir, phase=phase)
+    except Exception as exc:  # the phase is for people; never worth failing a training
+        log.warning("phase not written: %s", exc)
 
 
 class StatusLine(Callback):
@@ -293,14 +304,18 @@ class StatusLine(Callback):
             log.warning("status message not written: %s", exc)
 
     def on_stage_start(self, ctx, stage, epochs):
-        self._say("training the new last layer" if stage == "head" else "fine-tuning the model", stage=stage)
+        self._say("training the new last layer" if stage == "head" else "fine-tuning the model", stage=stage,
+                  phase="epoch")
 
     def on_progress(self, ctx, task, done, total):
         if done == 0 or done == total:
-            self._say(f"{task}: {done} of {total} photos")
+            from core.run_progress import parse_task
+
+            self._say(f"{task}: {done} of {total} photos", phase=parse_task(task)[0])
 
     def on_epoch_start(self, ctx):
-        self._say(f"epoch {ctx.epoch} of {ctx.total_epochs}", epoch=ctx.epoch, epochs_total=ctx.total_epochs)
+        self._say(f"epoch {ctx.epoch} of {ctx.total_epochs}", epoch=ctx.epoch, epochs_total=ctx.total_epochs,
+                  phase="epoch")
 
 
 class FunctionCallback(Callback):

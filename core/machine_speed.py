@@ -37,7 +37,7 @@ MODES = ("forward", "train")
 CACHE_FILE = "machine_speed.json"
 WARMUP_BATCHES = 1
 TIMED_BATCHES = {"forward": 2, "train": 1}
-MIN_TIMED_S = 1.0  # keep timing batches until this much time has passed (a fast GPU needs more)
+MIN_TIMED_S = 3.0  # keep timing batches until this much time has passed (bursts of a busy CPU average out)
 MAX_TIMED_BATCHES = 20
 
 

@@ -177,13 +177,32 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
         parts["validation"] = tuned_epochs * (val_each + forward.warmup_s)
         parts["outputs"] = n_all * (costs.cached_read_s + costs.eval_transform_s + fwd48_s) \
             + features_fwd.warmup_s * sum(1 for n in counts.values() if n)
+    busier = load_factor(forward.load)
+    if busier != 1.0:
+        parts = {k: v * busier for k, v in parts.items()}
     seconds = float(sum(parts.values()))
     memory = (train or forward).peak_mem_mb
     speeds = {"forward": forward.images_per_s, "features": features_fwd.images_per_s}
     if train is not None:
         speeds["train"] = train.images_per_s
+    speeds["load_factor"] = round(busier, 2)
     return Estimate(round(seconds, 1), round(float(memory)), True, {k: round(v, 1) for k, v in parts.items()},
                     speeds, forward.load)
+
+
+def load_factor(measured_load: float | None) -> float:
+    """How much slower than at the measurement this computer is now, from its load: with C cores
+    and a load of L (processes wanting a core), a process gets about C / max(L, C) of one.
+    1.0 on a quiet computer, whatever the load was; bounded to 0.5-3."""
+    import os
+
+    from core.device import cpu_threads
+
+    if measured_load is None:
+        return 1.0
+    cores = float(cpu_threads())
+    now = os.getloadavg()[0]
+    return max(0.5, min(3.0, max(now, cores) / max(float(measured_load), cores)))
 
 
 def slowness(backbone: str, size: int, forward) -> float:
@@ -258,4 +277,4 @@ def needs_measuring(config: TrainConfig, workspace=None) -> bool:
     return any(cached(config.backbone, size, config.batch_size, m, config.device, workspace) is None for m in modes)
 
 
-__all__ = ["Estimate", "PhotoCosts", "estimate", "photo_costs", "split_counts", "cached_share", "needs_measuring", "stopping_seconds", "slowness"]
+__all__ = ["Estimate", "PhotoCosts", "estimate", "photo_costs", "split_counts", "cached_share", "needs_measuring", "stopping_seconds", "slowness", "load_factor"]

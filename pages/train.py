@@ -174,8 +174,6 @@ def live(run_dir: str, was_active: bool) -> None:
                            help=t("train.metric_last_epoch", epoch=int(last.get("epoch", 0))))
     if not epochs.empty or not batches.empty:
         st.plotly_chart(progress.curves_figure(epochs, batches), key="train_curves")
-    elif state_name == "running" and not progress.stop_requested(run_dir):
-        st.caption(t("train.preparing"))
     if was_active and state_name not in ("queued", "running"):
         st.rerun(scope="app")  # stop polling, show the next steps
 
