@@ -45,7 +45,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from core.config import TrainConfig
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.machine_speed import measure
     from core.time_estimate import FEATURE_BATCH, estimate
     from core.train import train

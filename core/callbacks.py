@@ -266,7 +266,7 @@ class CancelFile(Callback):
         # evaluation (which report progress too); cancelling those would fail the run.
         if not self.fired and self.path is not None and self.path.exists():
             self.fired = True
-            _set_phase(self.path.parent, "stopping")  # the page words it: saving the best model
+            set_phase(self.path.parent, "stopping")  # the page words it: saving the best model
             raise Cancelled("stopped by the user")
 
     def on_progress(self, ctx, task, done, total):
@@ -279,7 +279,7 @@ class CancelFile(Callback):
         self._check()
 
 
-def _set_phase(run_dir: Path, phase: str) -> None:
+def set_phase(run_dir: Path, phase: str) -> None:
     """status.json's `phase` code (core.run_progress phases), for the pages to put in words."""
     from core.run_status import update_status
 
@@ -350,4 +350,4 @@ class CallbackList:
 
 
 __all__ = ["TrainContext", "Callback", "EarlyStopping", "BestCheckpoint", "MetricsLogger", "ProgressBar",
-           "CancelFile", "StatusLine", "FunctionCallback", "CallbackList", "save_weights"]
+           "CancelFile", "StatusLine", "FunctionCallback", "CallbackList", "save_weights", "set_phase"]

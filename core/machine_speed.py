@@ -128,9 +128,10 @@ def cached(backbone: str, image_size: int | None = None, batch_size: int = 32, m
 def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, mode: str = "forward",
             device: str = "auto", workspace=None, store: bool = True) -> Speed:
     """Time `mode` for the backbone on this machine (a few batches) and cache the result."""
-    from core.backbones import apply_strategy, create_backbone, weights_available_offline
+    from core.freezing import apply_strategy
+    from core.weights import create_backbone, weights_available_offline
     from core.device import PeakMemory, configure_cpu_threads, pick_device
-    from core.train import _to_device, use_channels_last
+    from core.device import to_device as _to_device, use_channels_last
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

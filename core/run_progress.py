@@ -91,6 +91,10 @@ def progress_of(events: pd.DataFrame, epochs_total: int, stopping: bool = False,
         out.phase, out.split = parse_task(last.get("task", ""))
         out.done, out.total = int(last.get("done", 0)), int(last.get("total", 0))
         out.phase_eta = _task_eta(rows, last)
+        batch = next((r for r in reversed(rows) if r.get("type") == "batch"), None)
+        if out.phase == "validation" and batch is not None:  # the epoch whose photos are being checked
+            out.epoch = max(out.epoch, int(batch.get("epoch", out.epoch)))
+            out.fraction = max(out.fraction, (out.epoch - 1 + 1.0) / out.epochs_total)
     elif last["type"] == "batch":
         out.epoch = int(last.get("epoch", out.epoch))
         out.done, out.total = int(last.get("batch", 0)), int(last.get("n_batches", 0) or 0)

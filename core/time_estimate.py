@@ -40,7 +40,7 @@ EVALUATION_S_PER_PHOTO = 0.0005
 SAVES_PER_EPOCH = {"head": 3, "finetune": 6}  # best + last weights, resume state (optimizer moments for full)
 HEAD_S_PER_PHOTO_EPOCH = 0.0001  # the new last layer on cached features, and its validation
 SAMPLE_PHOTOS = 6
-FEATURE_BATCH = 48  # core.train.FEATURE_BATCH
+from core.forward import FEATURE_BATCH  # noqa: E402 (photos per forward pass of the features)
 
 
 @dataclass
@@ -131,7 +131,8 @@ def cached_share(df: pd.DataFrame, config: TrainConfig, image_size: int, crop_pc
 
 def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: PhotoCosts | None = None) -> Estimate:
     """Seconds and memory for training `config` on the scanned photos `df`, on this machine."""
-    from core.backbones import data_config, estimate_cost
+    from core.cost import estimate_cost
+    from core.weights import data_config
     from core.machine_speed import cached
 
     counts = split_counts(df, config.val_fraction, config.test_fraction)
@@ -231,7 +232,7 @@ def _trained_seconds_per_photo(config: TrainConfig, train, forward) -> float:
     """Forward + backward of the layers that train; fine-tune (top blocks only) in between."""
     full_s, fwd_s = 1 / train.images_per_s, 1 / forward.images_per_s
     if config.strategy == "fine-tune":
-        from core.backbones import _trained_share
+        from core.cost import _trained_share
 
         share = _trained_share("fine-tune", config.unfreeze_blocks)
         return fwd_s + share * (full_s - fwd_s)
@@ -269,7 +270,7 @@ def stopping_seconds(run_dir, workspace=None) -> float:
 
 def needs_measuring(config: TrainConfig, workspace=None) -> bool:
     """True when this machine has not measured what `config` needs yet."""
-    from core.backbones import data_config
+    from core.weights import data_config
     from core.machine_speed import cached
 
     size = int(config.image_size or data_config(config.backbone)["input_size"][-1])

@@ -37,7 +37,7 @@ def _texts(at: AppTest) -> str:
 
 def test_model_page_says_rough_until_measured_then_the_measured_times(make_dataset, workspace):
     from core import machine_speed
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.time_estimate import estimate
     from ui import state
     from ui.model_info import build_config

@@ -71,3 +71,10 @@ def test_starting_is_counted_from_the_photo_count():
 def test_last_batch_of_a_finetune_epoch_means_validation():
     now = progress_of(_events(_finetune(n_batches=4, upto=4)), 4)
     assert now.phase == "validation"
+
+
+def test_validation_pass_is_counted_for_the_epoch_it_checks():
+    rows = _finetune(n_batches=4, upto=4) + [
+        {"type": "progress", "task": "validation", "done": 8, "total": 20, "time": 120.0}]
+    now = progress_of(_events(rows), 4)
+    assert (now.phase, now.epoch, now.done, now.total) == ("validation", 1, 8, 20)

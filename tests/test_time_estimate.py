@@ -8,7 +8,7 @@ import pytest
 
 from core import machine_speed
 from core.config import TrainConfig
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.time_estimate import estimate, needs_measuring, split_counts
 
 SIZE, BATCH = 64, 4  # small, so the real measurement takes seconds

@@ -108,7 +108,10 @@ def live_progress(run_dir: str | Path, status: dict, n_photos: int | None = None
 
     config = read_config(run_dir)
     total = int(status.get("epochs_total") or status.get("total_epochs") or config.get("epochs") or 1)
-    return progress_of(read_events(run_dir), total, stopping=stop_requested(run_dir), n_photos=n_photos)
+    now = progress_of(read_events(run_dir), total, stopping=stop_requested(run_dir), n_photos=n_photos)
+    if status.get("phase") == "evaluation" and now.phase in ("outputs", "epoch", "validation", "stopping"):
+        now.phase, now.done, now.total, now.eta = "evaluation", None, None, None  # the engine says so
+    return now
 
 
 def phase_text(p) -> str:
