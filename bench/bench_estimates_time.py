@@ -1,7 +1,8 @@
 """The Model page's time estimate against the measured wall time of real trainings (issue 11).
 
 For hymenoptera and acrima_glaucoma (../shared/datasets), in a fresh workspace:
-  1. measure this machine's speed (core.machine_speed, what the Model page starts);
+  1. measure this machine's speed (core.machine_speed, what the Model page's button starts),
+     again before each training, as a person would just before training;
   2. for feature extraction (the default 15 epochs) and full fine-tuning (2 epochs, to keep
      it short), print core.time_estimate.estimate(config, photos): the function the Model
      page calls, with what the caches hold at that moment;
@@ -53,7 +54,9 @@ def main() -> int:
     workspace = Path(args.workspace or tempfile.mkdtemp(prefix="latih-bench-time-"))
     print(f"workspace {workspace}; load at start {load()}")
     rows = []
-    try:
+
+    def measure_now() -> None:
+        """What the Model page's "Measure this computer's speed" does, just before training."""
         started = time.perf_counter()
         for mode, batch in (("forward", 32), ("train", 32), ("forward", FEATURE_BATCH)):
             speed = measure("tf_efficientnet_lite0", None, batch, mode, workspace=workspace)
@@ -61,12 +64,15 @@ def main() -> int:
                   f"(model built in {speed.model_s:.1f} s, weights saved in {speed.save_s:.2f} s, "
                   f"peak {speed.peak_mem_mb:.0f} MB; load {speed.load})")
         print(f"measuring took {time.perf_counter() - started:.0f} s")
+
+    try:
         for name in args.sets:
             path = DATA / SETS[name]
             df = scan(path, workspace=workspace)
             for strategy, epochs in (("feature-extraction", 15), ("full", args.full_epochs)):
                 config = TrainConfig(data_path=str(path), strategy=strategy, epochs=epochs,
                                      early_stopping_patience=0, run_name=f"bench-time-{name}")
+                measure_now()
                 guess = estimate(config, df, workspace)
                 print(f"\n{name} {strategy} ({epochs} epochs): estimate {fmt(guess.seconds)} "
                       f"(measured speed: {guess.measured}; parts {guess.parts}); load {load()}")
