@@ -55,10 +55,12 @@ def main() -> int:
     print(f"workspace {workspace}; load at start {load()}")
     rows = []
 
-    def measure_now() -> None:
-        """What the Model page's "Measure this computer's speed" does, just before training."""
+    def measure_now(strategy: str) -> None:
+        """What the Model page's "Measure this computer's speed" does, just before training (the
+        train mode only for fine-tuning: on a busy 2-core box one batch of it takes a minute)."""
         started = time.perf_counter()
-        for mode, batch in (("forward", 32), ("train", 32), ("forward", FEATURE_BATCH)):
+        modes = [("forward", 32), ("forward", FEATURE_BATCH)] + ([("train", 32)] if strategy != "feature-extraction" else [])
+        for mode, batch in modes:
             speed = measure("tf_efficientnet_lite0", None, batch, mode, workspace=workspace)
             print(f"machine speed: {mode:7s} batch {batch}: {speed.images_per_s:6.1f} images/s "
                   f"(model built in {speed.model_s:.1f} s, weights saved in {speed.save_s:.2f} s, "
@@ -74,7 +76,7 @@ def main() -> int:
                 path, df = DATA / SETS[name], frames[name]
                 config = TrainConfig(data_path=str(path), strategy=strategy, epochs=epochs,
                                      early_stopping_patience=0, run_name=f"bench-time-{name}")
-                measure_now()
+                measure_now(strategy)
                 guess = estimate(config, df, workspace)
                 print(f"\n{name} {strategy} ({epochs} epochs): estimate {fmt(guess.seconds)} "
                       f"(measured speed: {guess.measured}; parts {guess.parts}); load {load()}")
