@@ -140,6 +140,7 @@ def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, 
     size = int(image_size or native_size(backbone))
     memory = PeakMemory(dev)
     memory.reset()
+    start_mb = memory.peak_mb()
     started = time.perf_counter()
     weights = "pretrained" if weights_available_offline(backbone) else "scratch"
     model = create_backbone(backbone, 2, weights=weights, workspace=workspace).to(dev)
@@ -185,7 +186,7 @@ def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, 
     result = Speed(backbone, size, int(batch_size), mode, dev.type, _threads(),
                    round(count * batch_size / max(seconds, 1e-9), 2), round(max(warm_s - seconds / count, 0.0), 3),
                    round(model_s, 3), round(save_s, 3),
-                   memory.peak_mb(), round(time.time(), 1), round(os.getloadavg()[0], 2))
+                   _memory_mb(memory.peak_mb(), start_mb, dev), round(time.time(), 1), round(os.getloadavg()[0], 2))
     log.info("measured %s %s at %d px, batch %d on %s: %.1f images/s (load %.1f)", backbone, mode, size,
              batch_size, dev.type, result.images_per_s, result.load)
     if store:
@@ -193,6 +194,17 @@ def measure(backbone: str, image_size: int | None = None, batch_size: int = 32, 
         entries[speed_key(backbone, size, batch_size, mode, dev.type, result.threads)] = result.to_dict()
         _write_cache(entries, workspace)
     return result
+
+
+RUNTIME_MB = 600.0  # a fresh Python with torch and timm loaded, before any model
+
+
+def _memory_mb(peak_mb: float, start_mb: float, dev: torch.device) -> float:
+    """What training these settings needs: the growth while measuring, plus a fresh runtime (a
+    long-lived process that trained before would otherwise count its own leftovers)."""
+    if dev.type == "cuda":
+        return round(peak_mb, 1)
+    return round(max(peak_mb - start_mb, 0.0) + min(start_mb, RUNTIME_MB), 1)
 
 
 def _sync(dev: torch.device) -> None:

@@ -78,8 +78,16 @@ def card_info(spec, n_images: int, strategy: str, settings: dict[str, Any], val_
     if config is not None and df is not None:
         cost = _measured_cost(config.replace(backbone=spec.name, strategy=strategy), df)
     if cost is None:
-        cost = _cost(spec.name, n_images, strategy, int(settings.get("epochs", 15)), settings.get("image_size"),
-                     int(settings.get("batch_size", 32)), val_fraction)
+        args = (n_images, strategy, int(settings.get("epochs", 15)), settings.get("image_size"),
+                int(settings.get("batch_size", 32)), val_fraction)
+        cost = _cost(spec.name, *args)
+        if cost and config is not None and df is not None and spec.name != config.backbone:
+            # another backbone is measured here: scale this rough figure by how far its rough figure was off
+            measured = _measured_cost(config.replace(strategy=strategy), df)
+            rough = _cost(config.backbone, *args)
+            if measured and measured.get("measured") and rough and rough.get("seconds"):
+                factor = float(measured["seconds"]) / float(rough["seconds"])
+                cost = {**cost, "seconds": round(float(cost["seconds"]) * factor, 1), "scaled": True}
     return {"offline": offline(spec.name), "size_mb": size_mb, "speed": describe_cost(cost, spec), "cost": cost}
 
 
@@ -110,7 +118,7 @@ def describe_cost(cost: dict | None, spec=None) -> str:
         ips = getattr(spec, "cpu_images_per_s", None)
         if ips:
             parts.append(t("model.cost_speed", ips=f"{float(ips):.0f}"))
-        parts.append(t("advice_time.rough"))
+        parts.append(t("advice_time.scaled" if cost.get("scaled") else "advice_time.rough"))
     return " · ".join(parts)
 
 

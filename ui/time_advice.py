@@ -120,7 +120,7 @@ def show(estimates: dict, config, photo_advice: dict | None) -> None:
     st.info("\n\n".join(lines), icon=":material/timer:")
     total_mb = psutil.virtual_memory().total / 2**20
     st.caption(t("advice_time.chosen", strategy=t(f"strategy.{config.strategy}"), epochs=config.epochs,
-                 time=fmt_seconds(chosen["seconds"]), mb=f"{chosen['memory_mb']:,.0f}", total_mb=f"{total_mb:,.0f}"))
+                 time=fmt_seconds(chosen["seconds"]), mb=f"{chosen['memory_mb']:.0f}", total_mb=f"{total_mb:.0f}"))
     if chosen["memory_mb"] > psutil.virtual_memory().available / 2**20:
         st.warning(t("advice_time.memory_short"), icon=":material/memory:")
     if chosen.get("load") is not None:
