@@ -343,6 +343,8 @@ def _task_text(task: str):
     match = re.fullmatch(r"(\w+) \((\w+)\)", task)
     if match and f"phase.task.{match[1]}" in catalogue("en") and match[2] in ("train", "val", "test"):
         return Msg(f"phase.task.{match[1]}", split=Msg(f"figure.split.{match[2]}"))
+    if re.fullmatch(r"\w+", task) and f"phase.task.{task}" in catalogue("en"):  # e.g. "validation"
+        return Msg(f"phase.task.{task}")
     return task
 
 
