@@ -51,3 +51,47 @@ def test_suggestions_cv_and_curve_on_separable_features():
 def test_uncertainty_is_one_minus_the_margin():
     u = active.uncertainty(np.array([[0.5, 0.5, 0.0], [0.9, 0.05, 0.05], [1.0, 0.0, 0.0]]))
     assert np.allclose(u, [1.0, 0.15, 0.0])
+
+
+def test_cold_start_asks_one_typical_photo_of_each_cluster_first():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 6, (4, 32))
+    sizes = [40, 25, 15, 10]
+    # each cluster: tight photos, then 3 odd ones (blurred, a finger on the lens) far from the rest
+    x = np.concatenate([np.concatenate([c + rng.normal(0, 1, (k, 32)), c + rng.normal(0, 3, (3, 32))])
+                        for c, k in zip(centres, sizes)]).astype(np.float32)
+    group = np.repeat(np.arange(4), [k + 3 for k in sizes])
+    odd = np.concatenate([[False] * k + [True] * 3 for k in sizes])
+    first = active.next_order(None, x, np.zeros((0, 32)), greedy=4)[:4]
+    assert sorted(group[first]) == [0, 1, 2, 3], group[first]  # every cluster once, none twice
+    assert not odd[first].any(), "a typical photo of each cluster, not an odd one"
+    # with a label in cluster 0 already, the next batch goes to the clusters not yet covered
+    again = active.next_order(None, x[1:], x[:1], greedy=3)[:3]
+    assert sorted(group[1:][again]) == [1, 2, 3]
+
+
+def test_shown_confidence_is_calibrated_on_cross_validation():
+    # Photo features are strongly correlated (a few factors spread over many dimensions), which
+    # makes a head fitted on 8 labels per class far too sure: ~60% of photos at >= 90%, of which
+    # only ~88% are right, on a task it gets 77% right. The shown confidence must be honest.
+    rng = np.random.default_rng(0)
+    n, factors, dim = 400, 8, 600
+    z = rng.normal(0, 1, (2 * n, factors))
+    z[n:, 0] += 2.0
+    x = (z @ rng.normal(0, 1, (factors, dim)) + rng.normal(0, 0.5, (2 * n, dim))).astype(np.float32)
+    y = np.array(["a"] * n + ["b"] * n)
+    lab = np.r_[0:8, n:n + 8]
+    rest = np.setdiff1d(np.arange(2 * n), lab)
+    plain = active.suggest(x[lab], y[lab], x[rest], calibrated=False)
+    shown = active.suggest(x[lab], y[lab], x[rest])
+    right = np.array(["a", "b"])[shown.argmax(axis=1)] == y[rest]
+    assert 0.7 < right.mean() < 0.85
+    plain_gap = plain.max(axis=1).mean() - right.mean()
+    assert plain_gap > 0.1, plain_gap  # the overconfidence being fixed
+    assert abs(shown.max(axis=1).mean() - right.mean()) < plain_gap * 0.75  # nearer the accuracy
+    sure, plain_sure = shown.max(axis=1) >= 0.9, plain.max(axis=1) >= 0.9
+    plain_right = np.array(["a", "b"])[plain.argmax(axis=1)] == y[rest]
+    print(f"plain: {plain_sure.mean():.0%} at >= 90%, {plain_right[plain_sure].mean():.1%} right; "
+          f"calibrated: {sure.mean():.0%}, {right[sure].mean():.1%} right")
+    assert sure.mean() < plain_sure.mean() and right[sure].mean() > plain_right[plain_sure].mean()
+    assert np.allclose(shown.sum(axis=1), 1) and (shown.argmax(1) == plain.argmax(1)).mean() > 0.95
