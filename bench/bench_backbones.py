@@ -22,7 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from core.backbones import REGISTRY, apply_strategy, param_groups, profile_on_meta, set_frozen_bn_eval  # noqa: E402
+from core.backbones import REGISTRY, profile_on_meta  # noqa: E402
+
+from core.freezing import apply_strategy, param_groups, set_frozen_bn_eval  # noqa: E402
 
 SPEED_MODELS = ("tf_efficientnet_lite0", "mobilenetv3_large_100", "efficientnet_b0",
                 "resnet50", "convnext_tiny", "vit_small_patch16_224")

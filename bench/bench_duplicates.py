@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.data import copies  # noqa: E402
-from core.data.ingest import _decode_rgb, perceptual_hash, scan  # noqa: E402
+from core.data import thumbs as thumbs_module  # noqa: E402
+from core.data.decode import _decode_rgb, perceptual_hash  # noqa: E402
+from core.data.scan import scan  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 if not SHARED.is_dir():
@@ -109,8 +111,8 @@ class Collection:
         self.thumbs, self.fine, self.phash, self.sha1, self.family, self.name = [], [], [], [], [], []
 
     def add(self, img: Image.Image, family: int, name: str, data: bytes | None = None):
-        self.thumbs.append(copies.thumbnail_of(img))
-        self.fine.append(copies.thumbnail_of(img, copies.FINE))
+        self.thumbs.append(thumbs_module.thumbnail_of(img))
+        self.fine.append(thumbs_module.thumbnail_of(img, copies.FINE))
         self.phash.append(perceptual_hash(img))
         self.sha1.append(hashlib.sha1(data if data is not None else img.tobytes()).hexdigest())
         self.family.append(family)

@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from core.augment import build_eval_transform
-from core.backbones import data_config, pretrained_model
-from core.data.ingest import load_image
+from core.weights import data_config, pretrained_model
+from core.data.decode import load_image
 from core.explain import gradcam
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

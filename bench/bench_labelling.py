@@ -33,7 +33,7 @@ SETS = {"hymenoptera": "hymenoptera", "acrima": "acrima_glaucoma", "plantvillage
 
 def load(name: str):
     from core import active
-    from core.data.ingest import scan
+    from core.data.scan import scan
 
     df = scan(SHARED / SETS[name])
     df = df[df["readable"]].drop_duplicates("sha1").reset_index(drop=True)

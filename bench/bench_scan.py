@@ -1,4 +1,4 @@
-"""Scan speed: how long `core.data.ingest.scan` takes on real photos, cold and with its cache.
+"""Scan speed: how long `core.data.scan.scan` takes on real photos, cold and with its cache.
 
 Moved here from the test suite (speed is measured in bench/, never asserted in tests).
 Prints photos, seconds and photos per second for each shared dataset, without and with the
@@ -20,7 +20,7 @@ DATASETS = ROOT.parent / "shared" / "datasets"
 def main() -> None:
     with tempfile.TemporaryDirectory() as workspace:
         os.environ["LATIH_WORKSPACE"] = workspace
-        from core.data.ingest import scan
+        from core.data.scan import scan
 
         print(f"{'dataset':30s} {'photos':>7s} {'cold s':>8s} {'photo/s':>8s} {'cached s':>9s}")
         for name in ("hymenoptera", "acrima_glaucoma", "plantvillage_potato_pepper"):

@@ -30,8 +30,8 @@ import timm  # noqa: E402
 from PIL import Image  # noqa: E402
 from timm.data import create_transform, resolve_data_config  # noqa: E402
 
-from core.backbones import pretrained_model  # noqa: E402
-from core.evaluate import bootstrap_cis  # noqa: E402
+from core.weights import pretrained_model  # noqa: E402
+from core.stats import bootstrap_cis  # noqa: E402
 from core.export import (check_onnx_parity, check_torchscript_parity, export_onnx,  # noqa: E402
                          export_torchscript)
 

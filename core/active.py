@@ -56,7 +56,7 @@ _MODEL_LOCK = threading.Lock()
 
 def _model(backbone: str, workspace):
     from core.config import TrainConfig
-    from core.train import build_model
+    from core.prepare import build_model
 
     with _MODEL_LOCK:
         if backbone not in _MODELS:
@@ -74,8 +74,9 @@ def photo_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, worksp
                    progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """(N, D) float32 pooled features of the readable photos in `frame` (columns path, sha1),
     in frame order; cached per (backbone, size, sha1) in memory and on disk."""
-    from core import train
     from core.device import pick_device
+    from core.feature_cache import cached_feature, store_feature
+    from core.forward import forward_photos
     from core.workspace import subdir
 
     if len(frame) == 0:
@@ -83,16 +84,16 @@ def photo_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, worksp
     model, prep = _model(backbone, workspace)
     store = subdir("cache", workspace) / "features"
     keys = [(backbone, prep.image_size, sha1) for sha1 in frame["sha1"]]
-    found = {i: f for i, key in enumerate(keys) if (f := train._cached_feature(key, store)) is not None}
+    found = {i: f for i, key in enumerate(keys) if (f := cached_feature(key, store)) is not None}
     missing = [i for i in range(len(frame)) if i not in found]
     if missing:
         log.info("computing %s features for %d photos (%d cached)", backbone, len(missing), len(found))
         rows = frame.iloc[missing].assign(label="x")
         with _MODEL_LOCK:  # one forward pass at a time through the shared model
-            computed = train.forward_photos(model, rows, ["x"], prep, pick_device("cpu"), progress=progress)[0]
+            computed = forward_photos(model, rows, ["x"], prep, pick_device("cpu"), progress=progress)[0]
         for i, vector in zip(missing, computed):
             found[i] = vector
-            train._store_feature(keys[i], vector, store)
+            store_feature(keys[i], vector, store)
     return np.stack([found[i] for i in range(len(frame))]).astype(np.float32)
 
 

@@ -108,7 +108,7 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
               val_fraction: float = 0.2, progress=None, device: str = "auto",
               image_size: int | None = None) -> Advice:
     """Probe the photos of a scanned dataset (readable rows) and recommend a strategy."""
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
     from core.cross_validation import cross_validate
     from core.data.split import split_groups
     from core.features import familiarity, frozen_features
@@ -142,8 +142,9 @@ def recommend_for_config(config: TrainConfig, workspace=None, progress=None) -> 
     """The advice for the dataset and groups a config names (what `latih train` without --strategy
     uses); None when the photos cannot be trained on at all: training then says why, in its words."""
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
-    from core.data.validate import check_dataset, has_errors
+    from core.data.scan import scan
+    from core.data.findings import has_errors
+    from core.data.validate import check_dataset
 
     if not Path(config.data_path).expanduser().exists():
         return None

@@ -1,6 +1,6 @@
 """What happens around the training loop, kept out of it (Lightning's loop/callback split).
 
-The loop in core/train.py only trains and measures; everything else (saving the best
+The loop in core/loop.py only trains and measures; everything else (saving the best
 weights, stopping early, logging metrics for the UI, progress bars, the Stop button) is a
 Callback. Hooks receive the shared `TrainContext`; a callback asks the loop to stop by
 setting `ctx.should_stop` (and `ctx.stop_reason`), or cancels at once by raising Cancelled.

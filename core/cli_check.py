@@ -4,10 +4,27 @@ Imports no torch (core.data is lazy), so checking 50,000 photos stays in bounded
 """
 from __future__ import annotations
 
-import json
 import sys
 
-EXIT_OK, EXIT_FINDINGS = 0, 1
+from core.cli_common import EXIT_FINDINGS, EXIT_OK, Parser, print_json
+
+
+def add_data(commands, common) -> None:
+    data = commands.add_parser("data", parents=[common], help="look at a dataset before training")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    actions.required = True
+    check = actions.add_parser("check", parents=[common],
+                               help="count the photos per class and split and list problems to fix")
+    check.add_argument("path", help="folder of class folders (or train/ val/ test/ folders of them), or a .zip")
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    check.add_argument("--pairs", metavar="OUT.csv", help="save every confirmed copy pair (file_a, file_b, their "
+                       "classes and splits, similarity, kind: identical or near) to this CSV for review")
+    check.add_argument("--exclude", metavar="LIST.txt", help="leave out the photos listed in this file (one path a "
+                       "line, or a pairs CSV with a leave_out column) before checking")
+    check.add_argument("--groups", metavar="SPEC", help="also check that no group of photos (eye-pair, person, "
+                       "prefix, folder, regex:EXPR, csv:FILE) spans two of the dataset's splits")
+    check.set_defaults(func=cmd_data_check)
+
 
 
 def cmd_data_check(args) -> int:
@@ -15,7 +32,7 @@ def cmd_data_check(args) -> int:
 
     from core.data.copies import find_pairs
     from core.data.exclude import read_list
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.validate import check_dataset, drop_files
 
     with _Progress(enabled=not args.json) as bar:
@@ -33,7 +50,7 @@ def cmd_data_check(args) -> int:
     if args.pairs:
         pairs.to_csv(args.pairs, index=False)
     if args.json:
-        _print_json({"root": df.attrs.get("root"), "photos": int(len(df)), "counts": counts,
+        print_json({"root": df.attrs.get("root"), "photos": int(len(df)), "counts": counts,
                      "copy_pairs": int(len(pairs)), "findings": [asdict(f) for f in findings]})
     else:
         _print_check(df, counts, findings)
@@ -94,8 +111,3 @@ def _print_check(df, counts: dict, findings) -> None:
         fix = f" [fix: {finding.fix}]" if finding.fix else ""
         print(f"{finding.severity}: {finding.message}{fix}")
 
-
-
-
-def _print_json(data) -> None:
-    print(json.dumps(data, default=str))

@@ -7,8 +7,10 @@ peak memory of one epoch: exact on CUDA (max_memory_allocated), sampled RSS on t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from dataclasses import dataclass
 
 import psutil
 import torch
@@ -140,3 +142,34 @@ class PeakMemory:
 
 __all__ = ["pick_device", "device_info", "PeakMemory", "configure_cpu_threads", "cpu_threads",
            "DeviceUnavailableError"]
+
+
+def use_channels_last(device: torch.device) -> bool:
+    """channels_last on CUDA (tensor cores) and on the CPU, where oneDNN runs these depthwise
+    nets' inference ~1.7x faster in that layout (EfficientNet-Lite0 on the 2-core build box;
+    training speed is about equal). Not on MPS, where support is patchy."""
+    return device.type in ("cuda", "cpu")
+
+
+def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if use_channels_last(device):
+        return images.to(device, non_blocking=device.type == "cuda", memory_format=torch.channels_last)
+    return images.to(device)
+
+
+@dataclass
+class Autocast:
+    device_type: str
+    dtype: torch.dtype | None
+
+    def context(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+
+def autocast_for(device: torch.device) -> Autocast:
+    """Mixed precision on CUDA only (bf16 where supported); CPU autocast is slower for these nets."""
+    if device.type != "cuda":
+        return Autocast(device.type, None)
+    return Autocast("cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)

@@ -7,7 +7,7 @@ to a minute once the features exist; the first time it also pays one forward pas
     read_job(job)                                        # {"state", "message", "progress", "result"}
 
 A fine-tuned cross-validation costs one full training per fold: `estimate` states that cost
-(from core.backbones.estimate_cost) rather than running it.
+(from core.cost.estimate_cost) rather than running it.
 """
 from __future__ import annotations
 
@@ -36,10 +36,10 @@ REQUEST_FILE = "request.json"
 def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE, n_splits: int = 5,
              n_repeats: int = 3, draws: int = 5, curve: bool = True, workspace=None, seed: int = 0,
              progress: Callable[[str, int, int], None] | None = None, device: str = "auto") -> dict:
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
     from core.cross_validation import cross_validate, fine_tune_cost
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.split import split_groups
     from core.features import familiarity, frozen_features
     from core.learning_curve import forecast_check, learning_curve

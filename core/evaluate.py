@@ -1,5 +1,7 @@
 """Honest numbers for a trained run: metrics with 95% intervals, calibration, screening, OOD.
 
+The intervals themselves (bootstrap, Wilson) are core/stats.py.
+
 `evaluate_run(run_dir)` is called by `core.train.train` once the best checkpoint's outputs
 are saved (see docs/ARCHITECTURE.md, "Contract between training and the trust features").
 Everything that is *chosen* (temperature, threshold, OOD cut-off) is chosen on validation;
@@ -12,21 +14,19 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
                              confusion_matrix, f1_score, precision_recall_fscore_support,
                              roc_auc_score, roc_curve)
 
-from core import calibrate, screening
+from core import calibrate, screening, stats
 from core.errors import RunError
 from core.ood import OODDetector
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-VECTORISED = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 NO_TEST_NOTE = "no held-out test split; figures are on validation and optimistic"
 SMALL_TEST_PER_CLASS = 30  # below this per class, intervals are wide enough to say so
 ROC_MAX_POINTS = 200
@@ -81,116 +81,6 @@ def metrics(probs, labels, class_names, preds=None, positive_index: int | None =
         "confusion_matrix_normalized": np.divide(cm, rows, out=np.zeros(cm.shape),
                                                  where=rows > 0).tolist(),
     }
-
-
-# ---------------------------------------------------------------------------------------
-# bootstrap confidence intervals (vectorised: resamples are multiplicity weights)
-# ---------------------------------------------------------------------------------------
-def _weighted_auc(W: np.ndarray, score: np.ndarray, is_pos: np.ndarray) -> np.ndarray:
-    """ROC AUC of each weighted resample (rows of W) with ties counted as one half."""
-    order = np.argsort(score, kind="stable")
-    s = score[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # groups of tied scores
-    Wo = W[:, order]
-    gp = np.add.reduceat(Wo * is_pos[order], starts, axis=1)
-    gn = np.add.reduceat(Wo * ~is_pos[order], starts, axis=1)
-    below = np.cumsum(gn, axis=1) - gn
-    num = (gp * (below + 0.5 * gn)).sum(axis=1)
-    den = gp.sum(axis=1) * gn.sum(axis=1)
-    return np.divide(num, den, out=np.full(len(W), np.nan), where=den > 0)
-
-
-def _resample_stats(W, p, y, pred, positive_index) -> dict[str, np.ndarray]:
-    """The four headline metrics for every resample in W (n, N)."""
-    C = p.shape[1]
-    total = W.sum(axis=1)
-    eye = np.eye(C)
-    # (N, C) one-hots keep memory at N x C, not the N x C^2 of a full confusion matrix
-    tp = W @ (eye[y] * (pred == y)[:, None])
-    support, predicted = W @ eye[y], W @ eye[pred]
-    # same class set sklearn uses: classes seen in truth or predictions of the full sample
-    present = np.isin(np.arange(C), np.union1d(y, pred))
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    true_present = np.isin(np.arange(C), y)
-    if positive_index is not None or C == 2:
-        k = positive_index if positive_index is not None else 1
-        auc = _weighted_auc(W, p[:, k], y == k)
-    else:
-        per = [_weighted_auc(W, p[:, k], y == k) for k in range(C) if true_present[k] and (y != k).any()]
-        auc = np.mean(per, axis=0) if per else np.full(len(W), np.nan)
-    return {
-        "accuracy": (W @ (pred == y)) / total,
-        "balanced_accuracy": recall[:, true_present].mean(axis=1),
-        "macro_f1": f1[:, present].mean(axis=1),
-        "roc_auc": auc,
-    }
-
-
-def _interval(values: np.ndarray, alpha: float) -> list[float] | None:
-    v = values[np.isfinite(values)]
-    if len(v) == 0:
-        return None
-    return [float(np.quantile(v, alpha / 2)), float(np.quantile(v, 1 - alpha / 2))]
-
-
-def _resample_weights(y: np.ndarray, n: int, seed: int, chunk: int = 250):
-    """Chunks of stratified bootstrap multiplicities; same seed -> same resamples everywhere."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, chunk):
-        yield screening.stratified_counts(y, min(chunk, n - start), rng).astype(np.float64)
-
-
-def bootstrap_cis(probs, labels, n: int = 1000, seed: int = 0, alpha: float = 0.05, preds=None,
-                  positive_index: int | None = None, chunk: int = 250) -> dict[str, list | None]:
-    """Percentile intervals for accuracy, balanced accuracy, macro-F1 and ROC AUC at once.
-
-    Resampling is stratified by true class so every resample contains every class (AUC and
-    balanced accuracy stay defined); chunks bound memory to chunk x N weights.
-    """
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    pred = p.argmax(axis=1) if preds is None else np.asarray(preds, dtype=np.int64)
-    parts: dict[str, list] = {k: [] for k in VECTORISED}
-    for W in _resample_weights(y, n, seed, chunk):
-        for k, v in _resample_stats(W, p, y, pred, positive_index).items():
-            parts[k].append(v)
-    cis = {k: _interval(np.concatenate(v), alpha) for k, v in parts.items()}
-    # Accuracy is a proportion: never report an interval narrower than Wilson's (see
-    # screening.wilson_interval for why the stratified bootstrap alone can collapse).
-    cis["accuracy"] = screening.widen(cis["accuracy"], screening.wilson_interval(float((pred == y).sum()), len(y), alpha))
-    per_class = [screening.wilson_interval(float((pred[y == c] == c).sum()), float((y == c).sum()), alpha)
-                 for c in np.unique(y)]
-    mean_bounds = [float(np.mean([b[0] for b in per_class])), float(np.mean([b[1] for b in per_class]))]
-    cis["balanced_accuracy"] = screening.widen(cis["balanced_accuracy"], mean_bounds)
-    smallest_class = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
-    for key in ("macro_f1", "roc_auc"):
-        ci = cis[key]
-        if ci is not None and ci[1] - ci[0] < 1e-9 and smallest_class < 30:
-            # every resample agrees: too few photos per class to estimate an interval honestly
-            cis[key] = None
-    return cis
-
-
-def bootstrap_ci(probs, labels, metric_fn: str | Callable = "accuracy", n: int = 1000,
-                 seed: int = 0, alpha: float = 0.05, preds=None,
-                 positive_index: int | None = None) -> tuple[float, float] | None:
-    """(low, high) percentile interval of metric_fn over stratified bootstrap resamples.
-
-    metric_fn: one of "accuracy", "balanced_accuracy", "macro_f1", "roc_auc" (vectorised,
-    fast) or any callable(probs, labels) -> float (evaluated once per resample).
-    """
-    if isinstance(metric_fn, str):
-        if metric_fn not in VECTORISED:
-            raise ValueError(f"metric_fn must be one of {VECTORISED} or a callable")
-        ci = bootstrap_cis(probs, labels, n, seed, alpha, preds, positive_index)[metric_fn]
-        return None if ci is None else (ci[0], ci[1])
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    vals = np.array([metric_fn(np.repeat(p, w, axis=0), np.repeat(y, w))
-                     for W in _resample_weights(y, n, seed) for w in W.astype(np.int64)], dtype=float)
-    ci = _interval(vals, alpha)
-    return None if ci is None else (ci[0], ci[1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,7 +188,7 @@ def _screening(val, ev, probs_val, probs_ev, pos, target, applied, n_boot, seed)
         "applied_to_predictions": applied,
         "validation": screening.operating_point(probs_val[:, pos], y_val, thr),
         "evaluation": screening.operating_point(probs_ev[:, pos], y_ev, thr),
-        "evaluation_ci": screening.operating_point_ci(probs_ev[:, pos], y_ev, thr, n_boot, seed),
+        "evaluation_ci": stats.operating_point_ci(probs_ev[:, pos], y_ev, thr, n_boot, seed),
     }
 
 
@@ -409,7 +299,7 @@ def evaluate_run(run_dir, n_boot: int = 1000, seed: int = 0) -> dict:
         "split_sizes": _split_sizes(outs, class_names),
         "metrics": metrics(probs_ev, ev["labels"], class_names, preds, pos),
         "ci": {"level": 0.95, "n_bootstrap": n_boot,
-               **bootstrap_cis(probs_ev, ev["labels"], n_boot, seed, preds=preds, positive_index=pos)},
+               **stats.bootstrap_cis(probs_ev, ev["labels"], n_boot, seed, preds=preds, positive_index=pos)},
         "calibration": _calibration_report(ev["logits"], ev["labels"], T),
         "screening": screen,
         "roc": _roc_curves(ev["labels"], probs_ev, class_names, pos),

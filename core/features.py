@@ -2,7 +2,7 @@
 
 Estimates (cross-validation, learning curves) and the strategy advice all fit small models
 on these vectors, so the one slow step, a forward pass per photo, is paid once per photo
-and backbone: the cache is the one `core.train` uses for feature extraction
+and backbone: the cache is the one training uses (core/feature_cache.py) for feature extraction
 (`<workspace>/cache/features/<backbone>-<size>-<sha1>.npy`).
 
 Also returns the probabilities of the backbone's own ImageNet head, from the same vectors
@@ -35,9 +35,11 @@ def frozen_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, works
                     image_size: int | None = None, progress: Callable[[int, int], None] | None = None,
                     device: str = "auto") -> FrozenFeatures:
     """Features of each row of frame (readable photos; needs `path` and `sha1`)."""
-    from core.backbones import pretrained_model
+    from core.weights import pretrained_model
     from core.device import configure_cpu_threads, pick_device
-    from core.train import _cached_feature, _store_feature, build_model, forward_photos
+    from core.feature_cache import cached_feature, store_feature
+    from core.forward import forward_photos
+    from core.prepare import build_model
     from core.workspace import subdir
 
     configure_cpu_threads()
@@ -48,7 +50,7 @@ def frozen_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, works
     model = model.to(torch_device)
     store = subdir("cache", workspace) / "features"
     keys = [(backbone, prep.image_size, sha1) for sha1 in frame["sha1"]]
-    found = {i: f for i, key in enumerate(keys) if (f := _cached_feature(key, store)) is not None}
+    found = {i: f for i, key in enumerate(keys) if (f := cached_feature(key, store)) is not None}
     missing = [i for i in range(len(frame)) if i not in found]
     if missing:
         log.info("computing %s features for %d photos (%d cached)", backbone, len(missing), len(found))
@@ -57,7 +59,7 @@ def frozen_features(frame: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, works
         computed = forward_photos(model, labelled, classes, prep, torch_device, progress=progress)[0]
         for i, vector in zip(missing, computed):
             found[i] = vector
-            _store_feature(keys[i], vector, store)
+            store_feature(keys[i], vector, store)
     features = np.stack([found[i] for i in range(len(frame))]).astype(np.float32) if len(frame) else \
         np.zeros((0, model.num_features), np.float32)
     head = pretrained_model(backbone, workspace).get_classifier()

@@ -39,7 +39,7 @@ def plan(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=N
     """How many folds these photos allow, and the photos and groups they are made of."""
     from core.cross_validation import folds
     from core.data.groups import assign_groups
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from core.data.split import split_groups
 
     df = scan(config.data_path, workspace=workspace)
@@ -60,7 +60,7 @@ def plan(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=N
 
 def cost(config: TrainConfig, n_photos: int, n_splits: int = 5, n_repeats: int = 3) -> dict:
     """What it will cost: one training per fold (core.cross_validation.fine_tune_cost)."""
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
     from core.cross_validation import fine_tune_cost
 
     one = estimate_cost(config.backbone, config.strategy, n_photos, config.image_size, config.epochs,

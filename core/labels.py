@@ -10,7 +10,7 @@ action of many photos (a bulk accept) is taken back as a whole. `LabelLog.state(
 log: the latest action that was not undone decides each photo.
 
 `write_training_csv` turns the current labels into `labels.csv` (`path,label`), the training
-source that `core.data.ingest.scan` and `latih train` read like a folder of class folders.
+source that `core.data.scan.scan` and `latih train` read like a folder of class folders.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import calibrate, evaluate, jsonfile, runs, screening
+from core import calibrate, evaluate, jsonfile, runs, screening, stats
 from core.errors import LatihError, RunError
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def figures_at(scores: ScreeningScores, threshold: float, n_boot: int = 1000, se
         s, y = scores.scores(split), scores.truth(split)
         splits[split] = {**screening.operating_point(s, y, threshold),
                          "n": int(len(y)), "n_positive": int(y.sum()),
-                         "ci": screening.operating_point_ci(s, y, threshold, n_boot, seed)}
+                         "ci": stats.operating_point_ci(s, y, threshold, n_boot, seed)}
     return {"threshold": threshold, "positive_class": scores.positive_class,
             "target_sensitivity": scores.target_sensitivity, "measured_on": scores.measured_on,
             "validation_only": scores.validation_only, "splits": splits}
@@ -189,7 +189,7 @@ def _screening_section(scores: ScreeningScores, old: dict, threshold: float, n_b
             "chosen_by": "target" if math.isclose(threshold, from_target, rel_tol=0, abs_tol=1e-12) else "user",
             "validation": screening.operating_point(s_val, y_val, threshold),
             "evaluation": screening.operating_point(s_ev, y_ev, threshold),
-            "evaluation_ci": screening.operating_point_ci(s_ev, y_ev, threshold, n_boot, seed)}
+            "evaluation_ci": stats.operating_point_ci(s_ev, y_ev, threshold, n_boot, seed)}
 
 
 def _reevaluate(scores: ScreeningScores, ev: dict, threshold: float, seed: int = 0) -> dict:
@@ -205,7 +205,7 @@ def _reevaluate(scores: ScreeningScores, ev: dict, threshold: float, seed: int =
     return {**ev,
             "metrics": evaluate.metrics(probs, labels, scores.class_names, preds, scores.positive_index),
             "ci": {"level": 0.95, "n_bootstrap": n_boot,
-                   **evaluate.bootstrap_cis(probs, labels, n_boot, seed, preds=preds,
+                   **stats.bootstrap_cis(probs, labels, n_boot, seed, preds=preds,
                                             positive_index=scores.positive_index)},
             "screening": _screening_section(scores, ev.get("screening") or {}, threshold, n_boot, seed),
             "misclassified": evaluate._misclassified(outs, probs, preds, scores.class_names)}

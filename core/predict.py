@@ -147,7 +147,7 @@ class Predictor:
     def preprocess(self, item: Any) -> torch.Tensor:
         """One photo (path, PIL image or HxWx3 array) -> the model's input tensor, exactly as predicted."""
         from core.data.cache import shrink
-        from core.data.ingest import load_image, to_rgb
+        from core.data.decode import load_image, to_rgb
 
         # Decode and shrink exactly as training's image cache did (same draft decode, same
         # resize), so a photo gives the same numbers here as it did during validation.

@@ -19,9 +19,11 @@ from pathlib import Path
 from core import jobs, run_status
 from core.config import TrainConfig
 from core.errors import Cancelled, RunError
-from core.jobs import (CURRENT_NAME, LOCK_NAME, PID_NAME, _current_run, _queue_dir, _ticket_for, _tickets,
-                       _try_lock, _unlock, _update_status, _workspace_of, _ws, enqueue, ensure_worker, job_status,
-                       queue)
+from core.job_queue import (CURRENT_NAME, LOCK_NAME, PID_NAME, current_run, queue_dir, ticket_for, tickets, try_lock,
+                            unlock, workspace_of)
+from core.jobs import enqueue, ensure_worker, job_status, queue
+from core.run_status import update_status
+from core.workspace import workspace_dir
 from core.jsonfile import lock_for
 
 log = logging.getLogger(__name__)
@@ -29,9 +31,9 @@ log = logging.getLogger(__name__)
 
 def active_run_of(group: str, workspace: str | os.PathLike | None = None) -> Path | None:
     """The queued or running run of `group` (a project), if any."""
-    ws = _ws(workspace)
+    ws = workspace_dir(workspace)
     candidates = list(queue(ws))
-    current = _current_run(ws)
+    current = current_run(ws)
     if current is not None:
         candidates.insert(0, current)
     for run in candidates:
@@ -48,8 +50,8 @@ def submit_once(config: TrainConfig, group: str, workspace: str | os.PathLike | 
     """Start a training for `group` unless one is already queued or running: (run folder, joined).
 
     Idempotent per project: two tabs pressing Start give one run; `force` queues another."""
-    ws = _ws(workspace)
-    with lock_for(_queue_dir(ws) / "submit"):
+    ws = workspace_dir(workspace)
+    with lock_for(queue_dir(ws) / "submit"):
         if not force:
             existing = active_run_of(group, ws)
             if existing is not None:
@@ -68,7 +70,7 @@ def resume(run_dir: str | os.PathLike) -> Path:
     ok, why = can_resume(run)
     if not ok:
         raise RunError(why)
-    ws = _workspace_of(run)
+    ws = workspace_of(run)
     enqueue(None, ws, run_dir=run, resume=True)
     jobs.start_worker(ws)
     return run
@@ -81,7 +83,7 @@ def train_in_queue(config: TrainConfig | None, workspace: str | os.PathLike | No
     TrainResult."""
     from core.errors import DataError
 
-    ws = _ws(workspace)
+    ws = workspace_dir(workspace)
     if config is not None and not Path(config.data_path).expanduser().exists():
         raise DataError(f"{config.data_path} does not exist: check the path and try again")
     if resume_run is not None:
@@ -92,34 +94,34 @@ def train_in_queue(config: TrainConfig | None, workspace: str | os.PathLike | No
             raise RunError(why)
         config = TrainConfig.from_json(Path(resume_run) / "config.json")
     run = enqueue(config, ws, run_dir=resume_run, owner_pid=os.getpid(), resume=resume_run is not None)
-    qdir = _queue_dir(ws)
+    qdir = queue_dir(ws)
     told, lock = False, None
     try:
         while True:
-            waiting = _tickets(ws)
-            mine = _ticket_for(run, ws)
+            waiting = tickets(ws)
+            mine = ticket_for(run, ws)
             if mine is None:
                 raise Cancelled("cancelled while waiting in the queue")
             if waiting and waiting[0] == mine:
-                lock = _try_lock(qdir / LOCK_NAME)
+                lock = try_lock(qdir / LOCK_NAME)
                 if lock is not None:
                     break
             else:
                 ensure_worker(ws, grace_s=0)
             if not told and on_wait is not None:
-                on_wait(waiting.index(mine) + (1 if _current_run(ws) else 0))
+                on_wait(waiting.index(mine) + (1 if current_run(ws) else 0))
                 told = True
             time.sleep(poll)
     except BaseException:
-        ticket = _ticket_for(run, ws)
+        ticket = ticket_for(run, ws)
         if ticket is not None:
             ticket.unlink(missing_ok=True)
-            _update_status(run, state="stopped", pid=None, message="cancelled before it started")
+            update_status(run, state="stopped", pid=None, message="cancelled before it started")
         raise
     try:
         (qdir / PID_NAME).write_text(str(os.getpid()), encoding="utf-8")
         (qdir / CURRENT_NAME).write_text(str(run), encoding="utf-8")
-        _ticket_for(run, ws).unlink(missing_ok=True)
+        ticket_for(run, ws).unlink(missing_ok=True)
         from core.train import train
 
         return train(config, workspace=str(ws), callbacks=callbacks, run_dir=run, resume=resume_run is not None)
@@ -127,7 +129,7 @@ def train_in_queue(config: TrainConfig | None, workspace: str | os.PathLike | No
         (qdir / CURRENT_NAME).write_text("", encoding="utf-8")
         with contextlib.suppress(FileNotFoundError):
             (qdir / PID_NAME).unlink()
-        _unlock(lock)
+        unlock(lock)
         ensure_worker(ws, grace_s=0)  # the queue goes on without anyone watching
 
 

@@ -152,7 +152,7 @@ def model_state(run_dir: Path) -> dict[str, Any]:
 
 # ---- the trainer's side ------------------------------------------------------------------------------
 class ResumableStages:
-    """Mixed into core.train.Trainer: saves the state at each epoch's end, and restores it when
+    """Mixed into core.loop.Trainer: saves the state at each epoch's end, and restores it when
     a stage is entered again (`self.resume_state`, `self._stage_*`, `self.generator`, ...)."""
 
     def _early_stoppers(self) -> list:

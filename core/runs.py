@@ -152,7 +152,7 @@ class Run:
 
     def model(self, device: str = "cpu"):
         """Rebuild the timm model (no download: weights="scratch") and load the best weights."""
-        from core.backbones import create_backbone
+        from core.weights import create_backbone
 
         weights = self.run_dir / MODEL_FILE
         if not weights.exists() or not self.class_names:
@@ -313,16 +313,7 @@ def delete_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None =
     log.info("deleted run %s", run_dir)
 
 
-def repeat_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None, callbacks=()):
-    """Train again from the run's saved config.json alone; returns the new TrainResult."""
-    from core.train import train
-
-    run = load_run(run_dir, workspace)
-    # Default to the original run's workspace, so caches and the runs list stay together.
-    return train(run.config, workspace=workspace or run.run_dir.parent.parent, callbacks=callbacks)
-
-
-__all__ = ["Run", "new_run_dir", "list_runs", "load_run", "delete_run", "read_metrics", "repeat_run",
+__all__ = ["Run", "new_run_dir", "list_runs", "load_run", "delete_run", "read_metrics",
            "write_status", "read_status", "read_meta", "update_meta", "resolve_run_dir", "workspace_dir",
            "write_json", "read_json", "summarize_run", "load_weights", "check_alive", "status_text", "died",
            "update_status", "pid_alive", "Heartbeat", "STATUSES", "FINISHED", "DIED_MESSAGE", "STATUS_FILE"]

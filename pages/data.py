@@ -189,7 +189,7 @@ if not readable.empty:
     index = int(cols[2].number_input(t("data.augment_photo"), 1, len(pool), 1, key="data_aug_photo")) - 1
     with guard("augment"):
         from core.augment import preview
-        from core.data.ingest import load_image
+        from core.data.decode import load_image
 
         image = load_image(pool[index], draft_size=448)
         image.thumbnail((448, 448))

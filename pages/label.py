@@ -193,7 +193,7 @@ def _keys(path: str, hint) -> None:
 
 def _large(path: str, side: int = 1024):
     """The photo at up to `side` px for the one-photo view (decoded each time: not kept in memory)."""
-    from core.data.ingest import load_image
+    from core.data.decode import load_image
 
     try:
         image = load_image(path, draft_size=side)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs
+from core import jobs, queue_entry
 from core.config import recommend_strategy
 from ui import data_ops, model_info, progress, state
 from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_data, require_project, run_label
@@ -75,7 +75,7 @@ def _start(force: bool = False) -> None:
     second tab or a stale one cannot start the same training twice."""
     with guard("submit"):
         config = model_info.build_config(project, df)
-        new_run, joined = jobs.submit_once(config, group=project["id"], force=force)
+        new_run, joined = queue_entry.submit_once(config, group=project["id"], force=force)
         state.add_run(project, new_run)
         if joined:
             st.session_state["train_joined"] = new_run.name
@@ -138,7 +138,7 @@ def live(run_dir: str, was_active: bool) -> None:
         if resumable and st.button(t("hardening.resume"), key="train_resume", type="primary",
                                    icon=":material/resume:", help=t("hardening.resume_help")):
             with guard("resume"):
-                jobs.resume(run_dir)
+                queue_entry.resume(run_dir)
                 st.rerun(scope="app")
 
     if state_name in ("queued", "running"):

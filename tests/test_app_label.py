@@ -130,7 +130,7 @@ def test_label_page_keys_undo_suggestions_and_bulk_accept(phone):
     # the project trains from labels.csv; the photos were never touched
     project = state.load_project(project["id"])
     assert project["data_path"].endswith("labels.csv")
-    from core.data.ingest import scan
+    from core.data.scan import scan
 
     assert len(scan(project["data_path"])) == n_before
     assert {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in phone.iterdir()} == before
@@ -158,7 +158,7 @@ def test_grid_mode_picker_and_bad_class_name(phone):
 
 
 def test_camera_photo_into_a_class_and_into_the_pool(tmp_path, make_image):
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from ui import labelling, state
 
     shot = make_image(tmp_path / "shot.jpg", seed=3, size=120).read_bytes()
@@ -174,7 +174,7 @@ def test_camera_photo_into_a_class_and_into_the_pool(tmp_path, make_image):
 
 
 def test_class_folder_project_keeps_its_labels_when_camera_photos_join(make_dataset, make_image, tmp_path):
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from ui import labelling, state
 
     data = make_dataset(("red", "green"), n=5)
@@ -243,7 +243,7 @@ def test_password_hash_and_certificate(tmp_path):
 
 
 def test_excluded_photos_leave_the_labels_training_source(tmp_path, make_image):
-    from core.data.ingest import scan
+    from core.data.scan import scan
     from ui import labelling, model_info, state
 
     project = state.new_project("Excl", language="en")

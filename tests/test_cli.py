@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import cli
+from core import cli, cli_runs
 
 LATIH = Path(sys.executable).with_name("latih")
 
@@ -98,7 +98,7 @@ def test_unexpected_failure_is_one_line_pointing_at_the_log(monkeypatch, workspa
     def broken(args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "cmd_runs", broken)
+    monkeypatch.setattr(cli_runs, "cmd_runs", broken)
     assert cli.main(["--workspace", str(workspace), "runs"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "this is a bug" in err[0] and "latih.log" in err[0]

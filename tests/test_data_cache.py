@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.data import cache as cache_module
 from core.data.cache import ImageCache, PhotoDataset
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.errors import DataError
 
 

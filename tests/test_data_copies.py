@@ -16,8 +16,10 @@ from PIL import Image, ImageEnhance
 
 from core.config import TrainConfig
 from core.data import copies
-from core.data.ingest import scan
-from core.data.validate import check_dataset, duplicate_groups, has_errors
+from core.data import thumbs as thumbs_module
+from core.data.scan import scan
+from core.data.findings import has_errors
+from core.data.validate import check_dataset, duplicate_groups
 
 
 def by_code(findings):
@@ -62,7 +64,7 @@ def test_near_copy_across_classes_is_a_warning_and_training_is_not_blocked(make_
     assert len(pairs) == 1 and pairs.loc[0, "kind"] == "near" and pairs.loc[0, "scope"] == "across_classes"
     assert pairs.loc[0, "similarity"] >= copies.FINE_SIMILARITY
 
-    from core.train import prepare_data  # the engine's own gate: errors stop training, warnings do not
+    from core.prepare import prepare_data  # the engine's own gate: errors stop training, warnings do not
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -80,7 +82,7 @@ def test_byte_identical_photo_in_two_classes_is_an_error_naming_both(make_datase
     assert sorted(Path(p).name for p in error.files) == ["red_004.png", "same.png"]  # the pair only
     assert "'green/same.png' (class 'green') and 'red/red_004.png' (class 'red')" in error.message
     from core.errors import DataError
-    from core.train import prepare_data
+    from core.prepare import prepare_data
 
     with pytest.raises(DataError, match="byte-identical"):
         prepare_data(TrainConfig(data_path=str(root)), None, tmp_path)
@@ -158,9 +160,9 @@ def test_kept_pairs_are_not_reported_again(make_dataset):
 
 def test_thumbnails_are_cached_by_sha1(make_dataset, workspace):
     df = scan(make_dataset(("a", "b"), n=3))
-    thumbs, ok = copies.thumbnails(df)
+    thumbs, ok = thumbs_module.thumbnails(df)
     assert ok.all() and thumbs.shape == (6, copies.THUMB, copies.THUMB)
-    cached = copies.ThumbCache().lookup(df["sha1"].tolist())
+    cached = thumbs_module.ThumbCache().lookup(df["sha1"].tolist())
     assert set(cached) == set(df["sha1"]) and (workspace / "cache" / "thumbs.sqlite").exists()
 
 
@@ -236,7 +238,8 @@ def test_cli_data_check_writes_the_pairs_and_exclude_clears_them(make_dataset, t
 
 
 def test_cli_train_exclude_goes_into_the_config(make_dataset, tmp_path):
-    from core.cli import build_parser, config_from_args
+    from core.cli import build_parser
+    from core.cli_train import config_from_args
 
     root = make_dataset(("red", "green"), n=12)
     listing = tmp_path / "list.txt"

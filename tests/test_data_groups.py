@@ -9,7 +9,7 @@ import pytest
 from core.config import TrainConfig
 from core.cross_validation import corrected_interval, cross_validate, folds
 from core.data.groups import assign_groups, group_leak, parse_spec, preview, suggest
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.data.split import assign_splits, split_groups
 from core.errors import DataError
 from tests.conftest import TINTS, generated_image, save_image
@@ -145,7 +145,7 @@ def test_group_leak_finding_on_a_shipped_split(grouped_dataset):
 
 
 def test_config_carries_groups(grouped_dataset, tmp_path):
-    from core.train import prepare_data
+    from core.prepare import prepare_data
 
     root = grouped_dataset()
     config = TrainConfig(data_path=str(root), groups="eye-pair", val_fraction=0.3)

@@ -1,4 +1,4 @@
-"""core.data.ingest: layouts, zips (and their attacks), every photo mode, damaged files, scan cache."""
+"""core.data.scan / decode / archives / layout: layouts, zips (and their attacks), every photo mode, damaged files, scan cache."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from core.data import ingest
-from core.data.ingest import COLUMNS, load_image, open_source, scan
+from core.data import archives, decode
+from core.data import scan_cache
+from core.data.decode import load_image
+from core.data.scan import open_source, scan
+from core.data.scan_cache import COLUMNS
 from core.errors import DataError
 
 
@@ -142,7 +145,7 @@ def test_decompression_bomb_png_is_refused_without_decoding(make_dataset):
 
 def test_pixel_limit_is_ours_to_set(make_dataset, monkeypatch):
     root = make_dataset(("a", "b"), n=1, size=100)
-    monkeypatch.setattr(ingest, "MAX_PIXELS", 5_000)
+    monkeypatch.setattr(decode, "MAX_PIXELS", 5_000)
     df = scan(root)
     assert not df["readable"].any()
     assert df["error"].str.startswith("image is too large").all()
@@ -278,11 +281,11 @@ def test_zip_limits_on_members_and_total_size(tmp_path, monkeypatch):
     with zipfile.ZipFile(archive, "w") as zf:
         for i in range(6):
             zf.writestr(f"a/{i}.png", b"x" * 100)
-    monkeypatch.setattr(ingest, "MAX_ZIP_MEMBERS", 5)
+    monkeypatch.setattr(archives, "MAX_ZIP_MEMBERS", 5)
     with pytest.raises(DataError, match="holds 6 files"):
         open_source(archive)
-    monkeypatch.setattr(ingest, "MAX_ZIP_MEMBERS", 100)
-    monkeypatch.setattr(ingest, "MAX_ZIP_UNCOMPRESSED", 500)
+    monkeypatch.setattr(archives, "MAX_ZIP_MEMBERS", 100)
+    monkeypatch.setattr(archives, "MAX_ZIP_UNCOMPRESSED", 500)
     with pytest.raises(DataError, match="would unpack to"):
         open_source(archive)
 
@@ -305,7 +308,7 @@ def test_second_scan_comes_from_the_cache_and_changes_are_seen(make_dataset, mak
     root = make_dataset(("a", "b"), n=3)
     first = scan(root)
     assert (workspace / "cache" / "scan.sqlite").exists()
-    monkeypatch.setattr(ingest, "describe_file", lambda path: pytest.fail(f"decoded {path} again"))
+    monkeypatch.setattr(scan_cache, "describe_file", lambda path: pytest.fail(f"decoded {path} again"))
     again = scan(root)
     assert again.equals(first)
 
@@ -313,6 +316,6 @@ def test_second_scan_comes_from_the_cache_and_changes_are_seen(make_dataset, mak
     make_image(changed, seed=1234, size=80)
     os.utime(changed, ns=(1, 1))  # a different mtime, whatever the clock resolution
     decoded = []
-    monkeypatch.setattr(ingest, "describe_file", lambda path: decoded.append(path) or ingest.PhotoInfo(error="x"))
+    monkeypatch.setattr(scan_cache, "describe_file", lambda path: decoded.append(path) or decode.PhotoInfo(error="x"))
     scan(root)
     assert decoded == [str(changed)]

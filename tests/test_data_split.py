@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from core.data.ingest import scan
+from core.data.scan import scan
 from core.data.split import assign_splits
 from core.data.validate import duplicate_groups
 from core.errors import DataError

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
-from core.data.ingest import scan
-from core.data.validate import check_dataset, drop_files, duplicate_groups, has_errors
+from core.data.scan import scan
+from core.data.findings import has_errors
+from core.data.validate import check_dataset, drop_files, duplicate_groups
 
 
 def by_code(findings) -> dict:

@@ -360,7 +360,7 @@ def test_field_mode_password_and_camera_into_a_class(tmp_path, request, monkeypa
     assert list(current.labels.values()) == ["healthy"], current.labels
     photo = Path(next(iter(current.labels)))
     assert photo.parent == state.project_dir(project["id"]) / "camera" and current.sources[str(photo)] == "camera"
-    from core.data.ingest import load_image
+    from core.data.decode import load_image
 
     image = load_image(photo)
     _say(request, f"field mode: wrong password refused; camera photo {photo.name} ({image.size[0]}x{image.size[1]}) "

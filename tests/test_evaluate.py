@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.errors import RunError
-from core.evaluate import NO_TEST_NOTE, bootstrap_ci, bootstrap_cis, evaluate_run, metrics
+from core.evaluate import NO_TEST_NOTE, evaluate_run, metrics
+from core.stats import bootstrap_ci, bootstrap_cis
 from core.ood import OODDetector
 
 
@@ -135,7 +136,6 @@ def test_figures_build_from_evaluation(tmp_path):
 
 def test_small_test_set_never_gets_a_zero_width_interval():
     # Each class all right or all wrong: a stratified bootstrap alone collapses to a point.
-    from core.evaluate import bootstrap_cis
 
     probs = np.array([[.1, .2, .7]] * 2 + [[.1, .8, .1]] * 2 + [[.1, .1, .8]] * 2)
     labels = np.array([0, 0, 1, 1, 2, 2])
@@ -148,7 +148,7 @@ def test_small_test_set_never_gets_a_zero_width_interval():
 
 
 def test_screening_interval_is_wide_on_few_positives():
-    from core.screening import operating_point_ci
+    from core.stats import operating_point_ci
 
     ci = operating_point_ci(np.array([.9, .8, .7, .2, .1]), np.array([1, 1, 1, 0, 0]), threshold=.5, n=200)
     assert ci["sensitivity"][0] < 0.6 and ci["sensitivity"][1] == 1.0

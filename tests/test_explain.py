@@ -20,7 +20,7 @@ CASES = [
 
 def build(name, kwargs):
     if name == "tf_efficientnet_lite0":  # the one backbone with offline pretrained weights
-        from core.backbones import create_backbone
+        from core.weights import create_backbone
         return create_backbone(name, 3, weights="pretrained")
     return timm.create_model(name, pretrained=False, num_classes=3, **kwargs)
 

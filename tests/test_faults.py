@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, runs
+from core import jobs, queue_entry, run_status, runs
 from core.cli import main as cli
 from core.config import TrainConfig
 from core.errors import DataError, LatihError, RunError
@@ -281,7 +281,7 @@ def test_full_disk_json_write_leaves_the_old_file_and_no_temp(tiny_disk):
 
 
 def test_full_disk_while_unpacking_a_zip_is_checked_before_and_cleaned(tiny_disk, tmp_path):
-    from core.data.ingest import open_source
+    from core.data.scan import open_source
 
     data = tmp_path / "zips"
     data.mkdir()
@@ -423,7 +423,7 @@ def test_password_protected_zip_is_a_plain_message(tmp_path, workspace, capsys, 
 
 
 def test_whole_archive_bomb_of_many_small_members_is_refused(tmp_path, workspace):
-    from core.data.ingest import open_source
+    from core.data.scan import open_source
 
     archive = tmp_path / "bomb.zip"
     zeros = b"\0" * 9_990_000  # each member under the 10 MiB per-member limit
@@ -503,10 +503,10 @@ def test_starting_twice_for_one_project_joins_the_first_run(make_dataset, worksp
     started = []
     monkeypatch.setattr(jobs, "start_worker", lambda workspace=None: started.append(workspace))
     config = _fe_config(make_dataset(("red", "green"), n=12))
-    first, joined_first = jobs.submit_once(config, group="project-a")
-    second, joined_second = jobs.submit_once(config, group="project-a")  # e.g. a second tab's Start
-    other, _ = jobs.submit_once(config, group="project-b")
-    forced, joined_forced = jobs.submit_once(config, group="project-a", force=True)
+    first, joined_first = queue_entry.submit_once(config, group="project-a")
+    second, joined_second = queue_entry.submit_once(config, group="project-a")  # e.g. a second tab's Start
+    other, _ = queue_entry.submit_once(config, group="project-b")
+    forced, joined_forced = queue_entry.submit_once(config, group="project-a", force=True)
     assert (joined_first, joined_second, joined_forced) == (False, True, False)
     assert second == first and other != first and forced not in (first, other)
     assert jobs.queue(workspace) == [first, other, forced]
@@ -539,7 +539,7 @@ def test_latih_train_joins_the_queue_and_says_it_is_waiting(make_dataset, worksp
     assert json.loads(out.strip().splitlines()[-1])["status"] == "done"
     long_status, cli_status = runs.read_status(long), runs.read_status(cli_run)
     assert long_status["state"] == "stopped"
-    assert jobs.to_epoch(cli_status["started"]) >= jobs.to_epoch(long_status["updated"]) - 1
+    assert run_status.to_epoch(cli_status["started"]) >= run_status.to_epoch(long_status["updated"]) - 1
 
 
 # ---------------------------------------------------------------------------------------
@@ -557,7 +557,8 @@ def _heic(path: Path, colour) -> Path:
 
 
 def test_heic_and_gif_are_read_in_scan_predict_and_uploads(trained_run, workspace, tmp_path, capsys):
-    from core.data.ingest import decode_bytes, scan
+    from core.data.decode import decode_bytes
+    from core.data.scan import scan
 
     _, run_dir, _ = trained_run
     folder = tmp_path / "phone"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core import jobs
+from core import job_queue, jobs, run_status
 from core.config import TrainConfig
 
 pytestmark = pytest.mark.timeout(600)
@@ -92,7 +92,7 @@ def test_two_jobs_run_in_order_one_at_a_time(ws, make_dataset):
     assert jobs.wait(second, timeout=300)["state"] == "done"
     # one at a time: the second started after the first had ended
     s1, s2 = jobs.read_status(first), jobs.read_status(second)
-    assert jobs.to_epoch(s2["started"]) >= jobs.to_epoch(s1["updated"])
+    assert run_status.to_epoch(s2["started"]) >= run_status.to_epoch(s1["updated"])
     assert jobs.queue(ws) == [] and jobs.active_job(ws) is None
     _wait_for(lambda: jobs.worker_pid(ws) is None, 60, "the worker to exit on an empty queue")
 
@@ -140,7 +140,7 @@ def test_queued_runs_resume_when_no_worker_is_alive(ws, make_dataset, monkeypatc
         run = jobs.submit(_config(data, epochs=1), workspace=ws)
     assert jobs.worker_pid(ws) is None
     assert jobs.ensure_worker(ws) is False  # a fresh ticket: its worker may still be starting
-    (ticket,) = jobs._tickets(ws)  # make it a minute old, as after a reboot
+    (ticket,) = job_queue.tickets(ws)  # make it a minute old, as after a reboot
     stamp, rest = ticket.name.split("-", 1)
     ticket.rename(ticket.with_name(f"{int(stamp) - 60 * 10**9:020d}-{rest}"))
     assert jobs.job_status(run)["state"] == "queued"  # this call starts a worker

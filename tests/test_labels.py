@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.data import ingest
+from core.data import scan as scan_module
+from core.data import scan_cache
 from core.data.labelled import scan_csv, scan_loose
 from core.errors import DataError
 from core.labels import LabelError, LabelLog, write_training_csv
@@ -99,7 +100,7 @@ def test_loose_photos_are_scanned_and_checked_like_a_dataset(loose):
     assert df["readable"].sum() == 6
     bad = df[~df["readable"]]
     assert bad["path"].iloc[0].endswith("notes.txt") and "not an image" in bad["error"].iloc[0]
-    assert list(df.columns) == ingest.COLUMNS
+    assert list(df.columns) == scan_cache.COLUMNS
 
 
 def test_labels_csv_is_a_training_source_for_scan(tmp_path, loose):
@@ -108,7 +109,7 @@ def test_labels_csv_is_a_training_source_for_scan(tmp_path, loose):
     log.label(photos[:3], "ant")
     log.label(photos[3:], "bee")
     csv_path = write_training_csv(log.state(), tmp_path / "project" / "labels.csv")
-    df = ingest.scan(csv_path)  # the same entry point `latih train` and the app use
+    df = scan_module.scan(csv_path)  # the same entry point `latih train` and the app use
     assert sorted(df["path"]) == photos
     assert dict(zip(df["path"], df["label"])) == log.state().labels
     assert df["readable"].all() and (df["split"] == "").all()
@@ -129,7 +130,7 @@ def test_bad_csv_is_a_one_line_data_error(tmp_path, text, message):
     path = tmp_path / "labels.csv"
     path.write_text(text)
     with pytest.raises(DataError, match=message):
-        ingest.scan(path)
+        scan_module.scan(path)
 
 
 def test_latih_data_check_reads_labels_csv(tmp_path, loose, capsys):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from core.errors import RunError
-from core.screening import (decide, operating_point, operating_point_ci, stratified_counts,
-                            threshold_for_sensitivity)
+from core.screening import decide, operating_point, threshold_for_sensitivity
+from core.stats import operating_point_ci, stratified_counts
 
 
 def scores(n_pos=200, n_neg=300, seed=0):

@@ -16,8 +16,9 @@ from core import train as train_module
 from core.callbacks import FunctionCallback
 from core.config import TrainConfig
 from core.errors import DataError
-from core.runs import load_run, read_metrics, read_status, repeat_run
-from core.train import lr_factor, train
+from core.loop import lr_factor
+from core.runs import load_run, read_metrics, read_status
+from core.train import repeat_run, train
 
 EPOCH_KEYS = {"epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
               "images_per_s", "peak_mem_mb"}
@@ -139,7 +140,7 @@ def test_balanced_sampler_draws_classes_evenly_and_class_weights_favour_the_rare
 
     import torch
 
-    from core.train import Trainer
+    from core.loop import Trainer
 
     data = make_dataset({"red": 14, "green": 5})
     for mode in ("class-weights", "balanced-sampler"):
@@ -248,7 +249,7 @@ def test_failing_evaluation_keeps_the_trained_run(make_dataset, workspace, monke
 
 
 def test_head_batch_gives_small_datasets_several_steps_per_epoch():
-    from core.train import head_batch_size
+    from core.loop import head_batch_size
 
     assert head_batch_size(32, 34) == 4  # 9 steps, not 2
     assert head_batch_size(32, 245) == 30

@@ -55,7 +55,7 @@ def class_photos_dir(project: dict[str, Any]) -> Path:
 
 def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     """open_source + scan with a progress bar; stores the table in the project. LatihError propagates."""
-    from core.data.ingest import open_source, scan
+    from core.data.scan import open_source, scan
 
     bar = st.progress(0.0, text=t("data.progress_open"))
     uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def overlay_for_image(run_dir: str, image, class_index: int | None) -> np.ndarray:
     """Grad-CAM overlay (HxWx3 uint8) of a PIL image or photo path for class_index (None: predicted)."""
-    from core.data.ingest import load_image
+    from core.data.decode import load_image
     from core.explain import gradcam
     from ui.predict_ui import predictor
 

@@ -90,7 +90,7 @@ def pool_frame(project: dict[str, Any]) -> pd.DataFrame:
 
     folders = pool_folders(project)
     if not folders:
-        from core.data.ingest import COLUMNS
+        from core.data.scan_cache import COLUMNS
 
         return pd.DataFrame(columns=COLUMNS)
     return _pool_cached(tuple(folders), _signature(folders), str(workspace_dir()))
@@ -117,7 +117,7 @@ def adopt(project: dict[str, Any]) -> dict[str, Any]:
     labels = label_log(project)
     data_path = project.get("data_path")
     if data_path and Path(data_path).is_dir():
-        from core.data.ingest import scan
+        from core.data.scan import scan
 
         df = scan(data_path)
         df = df[df["readable"]]
@@ -145,7 +145,7 @@ def sync(project: dict[str, Any]) -> dict[str, Any]:
 
 def add_pool_source(project: dict[str, Any], source: str | Path) -> int:
     """A folder or zip of loose photos joins the pool; returns how many files it holds."""
-    from core.data.ingest import open_source
+    from core.data.scan import open_source
     from core.data.labelled import loose_files
     from core.errors import DataError
 

@@ -18,7 +18,7 @@ THUMB = 192
 @st.cache_data(max_entries=2000, show_spinner=False)
 def thumbnail(path: str, size: int = THUMB) -> np.ndarray | None:
     """A small RGB array of the photo, or None when it cannot be read."""
-    from core.data.ingest import load_image
+    from core.data.decode import load_image
 
     try:
         image = load_image(path)

@@ -28,7 +28,7 @@ def backbones() -> list:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def offline(name: str) -> bool:
-    from core.backbones import weights_available_offline
+    from core.weights import weights_available_offline
 
     try:
         return bool(weights_available_offline(name))
@@ -59,7 +59,7 @@ def train_count(df: pd.DataFrame, project: dict[str, Any]) -> int:
 @st.cache_data(show_spinner=False, ttl=600)
 def _cost(name: str, n_images: int, strategy: str, epochs: int, image_size: int | None, batch: int,
           val_fraction: float) -> dict | None:
-    from core.backbones import estimate_cost
+    from core.cost import estimate_cost
 
     try:
         return estimate_cost(name, strategy, n_images, image_size=image_size, epochs=epochs, batch_size=batch,
@@ -98,7 +98,7 @@ def check_backbone_name(name: str) -> None:
 # ---- the TrainConfig of a project ----------------------------------------------------------------
 def training_data_path(project: dict[str, Any]) -> str:
     """The photos to estimate on: the dataset itself, or, when photos are left out, a labels CSV
-    (path,label) of the kept ones in the project folder, which `core.data.ingest.scan` reads as a
+    (path,label) of the kept ones in the project folder, which `core.data.scan.scan` reads as a
     dataset. Training itself gets the left-out photos as `TrainConfig.exclude` instead; either
     way the person's own files are never touched."""
     import hashlib

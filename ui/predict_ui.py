@@ -30,7 +30,7 @@ def predictor(run_dir: str):
 
 def open_upload(uploaded) -> Image.Image:
     """An uploaded photo as upright RGB; DataError in plain words when it is not a photo."""
-    from core.data.ingest import decode_bytes
+    from core.data.decode import decode_bytes
 
     # The engine's decoder: same formats (HEIC, GIF's first frame), same size limit, same messages.
     return decode_bytes(uploaded.getvalue(), uploaded.name)

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.jobs import to_epoch
+from core.run_status import to_epoch
 from core.runs import read_metrics
 from ui.i18n import t
 

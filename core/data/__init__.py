@@ -1,6 +1,6 @@
-"""Datasets: find photos (ingest), check them (validate, copies), split them (split), feed them (cache).
+"""Datasets: find photos (scan, layout, archives, decode), check them (validate, copies), split them (split), feed them (cache).
 
-    df = scan(path)                       # folder or .zip -> one row per file
+    df = scan(path)                       # core.data.scan.scan: folder or .zip -> one row per file
     findings = check_dataset(df)          # plain-language problems, with one-click fixes
     pairs = find_pairs(df)                # confirmed copy pairs (core.data.copies)
     df = assign_splits(df, 0.2, 0.0, 0)   # stratified, seeded, copy-safe
@@ -13,10 +13,10 @@ from importlib import import_module
 
 _HOMES = {
     "ImageCache": "cache", "PhotoDataset": "cache",
-    "COLUMNS": "ingest", "MAX_PIXELS": "ingest", "load_image": "ingest", "open_source": "ingest", "scan": "ingest",
+    "COLUMNS": "scan_cache", "MAX_PIXELS": "decode", "load_image": "decode", "open_source": "scan",
     "assign_splits": "split",
-    "Finding": "validate", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
-    "has_errors": "validate",
+    "Finding": "findings", "check_dataset": "validate", "drop_files": "validate", "duplicate_groups": "validate",
+    "has_errors": "findings",
     "find_pairs": "copies",
 }
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from core.data.ingest import load_image
+from core.data.decode import load_image
 from core.errors import DataError
 from core.workspace import subdir
 

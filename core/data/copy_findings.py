@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.data.findings import Finding
+
 KEEP = "keep"
 
 
 def copy_findings(pairs: pd.DataFrame, root: str | None, decisions: dict | None = None) -> list:
     from core.data.copies import pair_key
-    from core.data.validate import Finding
 
     if pairs is None or pairs.empty:
         return []

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.data.validate import Finding
+from core.data.findings import Finding
 from core.errors import DataError
 
 logger = logging.getLogger(__name__)

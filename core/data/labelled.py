@@ -4,7 +4,7 @@
   DCIM folder, the camera folder of a project), scanned and checked like a dataset's photos,
   with label "" (not labelled yet). Layout does not matter: subfolders are just walked.
 * `scan_csv(path)`: a `path,label` table (as written by `core.labels.write_training_csv`, or by
-  hand) read as a dataset: the same columns as `core.data.ingest.scan`, so checks, splits and
+  hand) read as a dataset: the same columns as `core.data.scan.scan`, so checks, splits and
   `latih train labels.csv` work on it unchanged. Relative paths are relative to the CSV's folder.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from core.data import ingest
+from core.data import layout, scan_cache
 from core.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,18 +34,18 @@ def loose_files(folders: Iterable[str | os.PathLike]) -> list[str]:
         if not folder.is_dir():
             log.warning("unlabelled photo folder %s is gone; skipped", folder)
             continue
-        for path in ingest._files_under(folder):
+        for path in layout.files_under(folder):
             seen.setdefault(str(path.resolve()), None)
     return sorted(seen)
 
 
 def scan_loose(folders: Iterable[str | os.PathLike], *, workspace=None, use_cache: bool = True) -> pd.DataFrame:
     """One row per file under `folders` with label "" and split ""; unreadable files are rows
-    with readable=False and the reason in `error` (like `ingest.scan`)."""
+    with readable=False and the reason in `error` (like `core.data.scan.scan`)."""
     paths = loose_files(folders)
-    infos = ingest._describe_all(paths, workspace, use_cache)
+    infos = scan_cache.describe_all(paths, workspace, use_cache)
     rows = [{"path": p, "label": "", "split": "", **asdict(i)} for p, i in zip(paths, infos)]
-    df = pd.DataFrame(rows, columns=ingest.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+    df = pd.DataFrame(rows, columns=scan_cache.COLUMNS).astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root="", empty_classes=[])
     return df
 
@@ -76,7 +76,7 @@ def read_labels_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
 
 
 def scan_csv(path: str | os.PathLike, *, workspace=None, use_cache: bool = True) -> pd.DataFrame:
-    """The photos a labels CSV names, as `ingest.scan` would describe a folder of them."""
+    """The photos a labels CSV names, as `core.data.scan.scan` would describe a folder of them."""
     path = Path(path).expanduser().resolve()
     rows = read_labels_csv(path)
     if not rows:
@@ -86,8 +86,8 @@ def scan_csv(path: str | os.PathLike, *, workspace=None, use_cache: bool = True)
         labels.pop(photo, None)
         labels[photo] = label
     paths = list(labels)
-    infos = ingest._describe_all(paths, workspace, use_cache)
+    infos = scan_cache.describe_all(paths, workspace, use_cache)
     df = pd.DataFrame([{"path": p, "label": labels[p], "split": "", **asdict(i)} for p, i in zip(paths, infos)],
-                      columns=ingest.COLUMNS).astype({"width": int, "height": int, "readable": bool})
+                      columns=scan_cache.COLUMNS).astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root=str(path), empty_classes=[])
     return df

@@ -1,4 +1,4 @@
-"""Checks a scanned dataset (see ingest.scan) for problems a domain expert can fix.
+"""Checks a scanned dataset (see core.data.scan) for problems a domain expert can fix.
 
 Each problem is a Finding in plain words with counts and names, the files concerned and,
 when one click can fix it, a fix id: the files listed are the ones `drop_files` removes.
@@ -8,14 +8,14 @@ core.data.copy_findings (a near-copy guess is never an error).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from core.data import copies
 from core.data.copy_findings import copy_findings
-from core.data.ingest import NOT_IMAGE
+from core.data.findings import Finding
+from core.data.decode import NOT_IMAGE
 
 MIN_PHOTOS_ERROR = 2
 MIN_PHOTOS_WARNING = 10
@@ -25,19 +25,6 @@ SMALL_SIDE = 64
 EXAMPLES = 3  # names quoted in a message; the full list is in Finding.files
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-
-
-@dataclass
-class Finding:
-    code: str
-    severity: str  # "error" blocks training, "warning" should be looked at, "info" is for the record
-    message: str
-    files: list[str] = field(default_factory=list)
-    fix: str | None = None
-
-
-def has_errors(findings: list[Finding]) -> bool:
-    return any(f.severity == "error" for f in findings)
 
 
 def drop_files(df: pd.DataFrame, files) -> pd.DataFrame:

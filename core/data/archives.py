@@ -1,0 +1,125 @@
+"""Unpacking a .zip dataset safely: no path escapes, no links, no zip bombs, no half-written
+folder (extraction renames a finished temp folder into `<workspace>/datasets/`)."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+from core.data.layout import is_ignored_path
+from core.diskspace import raise_if_disk_full, require_free
+from core.errors import DataError
+from core.workspace import subdir
+
+logger = logging.getLogger(__name__)
+
+MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_UNCOMPRESSED = 4 * 1024**3
+ZIP_BOMB_RATIO = 200
+ZIP_BOMB_MIN_SIZE = 10 * 1024**2
+# The whole archive: photos barely compress (ratio ~1), so a zip that unpacks to over
+# ZIP_TOTAL_MIN_SIZE at more than ZIP_TOTAL_RATIO times its compressed size is a bomb, even
+# when each member stays under ZIP_BOMB_MIN_SIZE.
+ZIP_TOTAL_RATIO = 50
+ZIP_TOTAL_MIN_SIZE = 64 * 1024**2
+
+
+def extract_zip(archive: Path, workspace) -> Path:
+    destination = subdir("datasets", workspace) / f"{archive.stem}-{_file_sha1(archive)[:10]}"
+    if destination.is_dir():  # complete: extraction only ever renames a finished temp folder
+        return destination
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = _safe_members(zf, archive.name)
+            require_free(destination.parent, sum(i.file_size for i in members), f"unpacking {archive.name}")
+            temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination.parent))
+            try:
+                for info in members:
+                    _extract_member(zf, info, temp)
+                _publish(temp, destination)
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)  # already renamed away on success
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
+        raise DataError(f"{archive.name} is not a valid zip archive ({exc}): re-create it or choose the folder instead") from None
+    except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
+        if "password" in str(exc).lower() or "encrypted" in str(exc).lower():
+            raise DataError(_password_message(archive.name)) from None
+        raise
+    return destination
+
+
+def _publish(temp: Path, destination: Path) -> None:
+    try:
+        os.rename(temp, destination)
+    except OSError:
+        if not destination.is_dir():  # another process finishing first is fine; anything else is not
+            raise
+
+
+def _file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInfo]:
+    """The members worth extracting; DataError for anything that could escape or explode."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise DataError(f"{archive_name} holds {len(infos):,} files, more than the {MAX_ZIP_MEMBERS:,} allowed: split it into smaller archives")
+    total = sum(info.file_size for info in infos)
+    if total > MAX_ZIP_UNCOMPRESSED:
+        raise DataError(f"{archive_name} would unpack to {total / 1024**3:.1f} GiB, more than the {MAX_ZIP_UNCOMPRESSED / 1024**3:.0f} GiB allowed: use a smaller archive or a folder")
+    packed = sum(info.compress_size for info in infos)
+    if total > ZIP_TOTAL_MIN_SIZE and total > ZIP_TOTAL_RATIO * max(packed, 1):
+        raise DataError(f"{archive_name} looks like a zip bomb: its {packed / 1024**2:.1f} MB would unpack to "
+                        f"{total / 1024**2:.0f} MB ({total / max(packed, 1):.0f} times larger; photos barely "
+                        "compress); re-create the archive from real photos")
+    if any(info.flag_bits & 0x1 for info in infos):
+        raise DataError(_password_message(archive_name))
+    for info in infos:
+        _check_member(info, archive_name)
+    return [info for info in infos if not is_ignored_path(info.filename)]
+
+
+def _password_message(archive_name: str) -> str:
+    return (f"{archive_name} is password-protected: Latih cannot open it; unzip it yourself with the password "
+            "and choose the folder, or make the zip again without a password")
+
+
+def _check_member(info: zipfile.ZipInfo, archive_name: str) -> None:
+    name = info.filename.replace("\\", "/")
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
+        raise DataError(f"{archive_name} is unsafe: it contains the path '{info.filename}' that points outside the archive; re-create the zip from the dataset folder")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise DataError(f"{archive_name} is unsafe: '{info.filename}' is a symbolic link; re-create the zip without links")
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > ZIP_BOMB_MIN_SIZE and ratio > ZIP_BOMB_RATIO:
+        raise DataError(f"{archive_name} looks like a zip bomb: '{info.filename}' expands {ratio:.0f} times; re-create the archive from real photos")
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> None:
+    target = (root / info.filename.replace("\\", "/")).resolve()
+    if root.resolve() not in target.parents:  # belt and braces after _check_member
+        raise DataError(f"refusing to extract '{info.filename}' outside the dataset folder")
+    if info.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # zipfile stops at the declared size and checks the CRC, so a lying header cannot overflow.
+    try:
+        with zf.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except OSError as exc:  # the caller removes the whole temp folder
+        raise_if_disk_full(exc, root.parent, info.file_size)
+        raise
+

@@ -1,0 +1,44 @@
+"""One pass of a model over photos: pooled features and logits, eval transform, no gradients.
+
+Used by training (validation, the head stage's features, the outputs), by core/features.py
+(estimates) and by core/active.py (labelling order).
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from torch import nn
+
+from core.device import PeakMemory, autocast_for, to_device, use_channels_last
+from core.prepare import Preprocessing
+
+FEATURE_BATCH = 48  # photos per forward pass when computing frozen features (CPU cache-friendly)
+
+
+def forward_photos(model: nn.Module, frame: pd.DataFrame, class_names, prep: Preprocessing, device,
+                   batch_size: int = FEATURE_BATCH, progress=None, memory: PeakMemory | None = None):
+    """(pooled pre-logits features, logits) for each photo in frame, eval transform, no grad."""
+    from torch.utils.data import DataLoader
+
+    from core.data.cache import PhotoDataset
+
+    dataset = PhotoDataset(frame, class_names, prep.eval_transform, prep.cache)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    was_training = model.training
+    model.eval()
+    if use_channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    amp = autocast_for(device)
+    features, logits, done = [], [], 0
+    with torch.inference_mode(), amp.context():
+        for images, _ in loader:
+            pooled = model.forward_head(model.forward_features(to_device(images, device)), pre_logits=True)
+            features.append(pooled.float().cpu())
+            logits.append(model.get_classifier()(pooled).float().cpu())
+            done += len(images)
+            if memory is not None:
+                memory.sample()
+            if progress is not None:
+                progress(done, len(dataset))
+    model.train(was_training)
+    return torch.cat(features).numpy(), torch.cat(logits).numpy()

@@ -1,0 +1,132 @@
+"""Get a run ready to train: the photos (scan, check, split) and the model with its preprocessing.
+
+`prepare_data(config)` scans the dataset, applies the config's exclude list, checks it (errors
+stop training), splits it (saved as splits.csv); `build_model(config)` builds the pretrained
+backbone and the eval/train transforms; `write_meta` records both in the run's meta.json.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from core import runs
+from core.config import ConfigError, TrainConfig
+from core.errors import DataError
+from core.workspace import subdir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    frames: dict[str, pd.DataFrame]  # split -> rows (readable photos only)
+    class_names: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+
+def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
+    """Scan, check (errors stop training), split (saved as splits.csv)."""
+    from core.data.scan import scan
+    from core.data.split import assign_splits
+    from core.data.validate import check_dataset
+
+    df = scan(config.data_path, workspace=workspace)
+    if config.exclude:
+        left_out = df["path"].isin(set(config.exclude))
+        log.info("leaving out %d photos listed in the config's exclude (%d listed)", int(left_out.sum()),
+                 len(config.exclude))
+        if left_out.sum() < len(set(config.exclude)):
+            log.warning("%d excluded paths are not in the dataset", len(set(config.exclude)) - int(left_out.sum()))
+        attrs = dict(df.attrs)
+        df = df[~left_out].reset_index(drop=True)
+        df.attrs = attrs
+    findings = check_dataset(df)
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise DataError(errors[0].message + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""))
+    groups = None
+    if config.groups:
+        from core.data.groups import assign_groups, group_leak
+
+        groups = assign_groups(df, config.groups)
+        if not (config.resplit or config.cv_fold):
+            findings += group_leak(df, groups)
+    for finding in findings:
+        log.warning("data check (%s): %s", finding.severity, finding.message)
+    if config.cv_fold:  # one fold of a fine-tuned cross-validation (core.fine_tune_cv)
+        from core.data.split import assign_fold
+
+        df = assign_fold(df, config.cv_fold, config.seed, groups=groups)
+    else:
+        df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed, groups=groups,
+                           resplit=config.resplit)
+    df.to_csv(run_dir / runs.SPLITS_FILE, index=False)
+    usable = df[df["readable"].astype(bool) & (df["split"] != "")]
+    class_names = sorted(usable["label"].unique())
+    frames = {s: usable[usable["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    frames = {s: f for s, f in frames.items() if len(f)}
+    if "train" not in frames or "val" not in frames:
+        raise DataError("the dataset needs photos for both training and validation: add photos or "
+                        "raise the validation fraction")
+    log.info("classes %s; photos per split %s", class_names, {s: len(f) for s, f in frames.items()})
+    return PreparedData(frames, class_names, [f.message for f in findings])
+
+
+@dataclass
+class Preprocessing:
+    image_size: int
+    mean: tuple
+    std: tuple
+    crop_pct: float
+    interpolation: str
+    eval_transform: Callable
+    train_transform: Callable
+    cache: object  # core.data.cache.ImageCache
+
+
+def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn.Module, Preprocessing]:
+    from core.augment import build_eval_transform, build_train_transform
+    from core.weights import create_backbone, data_config
+    from core.data.cache import ImageCache
+
+    model = create_backbone(config.backbone, n_classes, weights=config.weights, workspace=workspace)
+    dc = data_config(model)
+    size = config.image_size or int(dc["input_size"][-1])
+    native = int(dc["input_size"][-1])
+    if size != native and getattr(model, "pretrained_cfg", {}).get("fixed_input_size"):
+        # Why: ViT-style models have position embeddings for one grid; another size fails deep inside.
+        raise ConfigError(f"{config.backbone} only takes {native} px photos: set the image size to {native} "
+                          "(or leave it on automatic), or pick a convolutional backbone")
+    mean, std = tuple(dc["mean"]), tuple(dc["std"])
+    crop_pct = float(dc.get("crop_pct") or 1.0)
+    train_tf = build_train_transform(config.augment, size, mean, std)
+    if hasattr(train_tf, "set_random_seed"):  # albumentations >= 2: its own generator, seeded for repeatability
+        train_tf.set_random_seed(config.seed)
+    # Why size / crop_pct: the eval transform resizes to that then centre-crops, so caching
+    # at that size loses nothing while decoding each photo only once.
+    cache = ImageCache(subdir("cache", workspace) / "images", math.ceil(size / crop_pct))
+    prep = Preprocessing(size, mean, std, crop_pct, str(dc.get("interpolation", "bicubic")),
+                         build_eval_transform(size, mean, std, crop_pct=crop_pct), train_tf, cache)
+    return model, prep
+
+
+
+
+def write_meta(run_dir: Path, config: TrainConfig, data: PreparedData, prep: Preprocessing) -> None:
+    runs.update_meta(
+        run_dir, class_names=data.class_names, backbone=config.backbone, strategy=config.strategy,
+        input_size=[3, prep.image_size, prep.image_size], image_size=prep.image_size,
+        mean=list(prep.mean), std=list(prep.std), crop_pct=prep.crop_pct, interpolation=prep.interpolation,
+        decode_size=prep.cache.size,
+        best_epoch=None, temperature=None, threshold=None, positive_class=config.positive_class,
+        target_sensitivity=config.target_sensitivity, splits=runs.SPLITS_FILE,
+        split_sizes={s: len(f) for s, f in data.frames.items()}, data_warnings=data.warnings,
+        torch_version=torch.__version__)
