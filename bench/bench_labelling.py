@@ -145,6 +145,12 @@ def main() -> int:
         ok = hit is not None and share <= args.bar
         passed += ok
         own = reach(ns, random_mean, final)
+        # Reported beside the bar, not instead of it: the 100% point is one model (every seed
+        # labels the same full pool), which on these sets sits above the random order's own mean
+        # curve until the very end; the random order's mean accuracy at 90% of the pool is a
+        # target both curves can reach before the last label.
+        at90 = float(random_mean[int(np.argmin([abs(n / len(y) - 0.9) for n in ns]))])
+        hit90 = reach(ns, suggested, at90)
         print(f"\n{name}: pool {len(y)}, held-out {len(y_test)}, {batch} labels a round, "
               f"means of {args.seeds} seeds each, {time.time() - started:.0f} s")
         print(f"{'labels':>7} {'share':>6} {'suggested':>10} {'random':>8}")
@@ -154,6 +160,10 @@ def main() -> int:
               f"{own / len(y):.0%}); the suggested order reaches it with {hit} labels ({share:.0%} of the pool) "
               f"-> {'PASS' if ok else 'FAIL'} (bar {args.bar:.0%}); best suggested {suggested.max():.3f} "
               f"at {ns[int(np.argmax(suggested))] / len(y):.0%}", flush=True)
+        print(f"{name}: beside the bar: the random order's mean accuracy at 90% of the pool is {at90:.3f}; the "
+              f"suggested order reaches it with {hit90} labels ({hit90 / len(y):.0%})" if hit90 else
+              f"{name}: beside the bar: the suggested order never reaches the random order's 90% accuracy "
+              f"{at90:.3f}", flush=True)
     if args.accept_only:
         return 0
     print(f"\n{passed} of {len(args.sets)} sets reach it with <= {args.bar:.0%} of the labels "
