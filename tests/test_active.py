@@ -53,23 +53,6 @@ def test_uncertainty_is_one_minus_the_margin():
     assert np.allclose(u, [1.0, 0.15, 0.0])
 
 
-def test_cold_start_asks_one_typical_photo_of_each_cluster_first():
-    rng = np.random.default_rng(3)
-    centres = rng.normal(0, 6, (4, 32))
-    sizes = [40, 25, 15, 10]
-    # each cluster: tight photos, then 3 odd ones (blurred, a finger on the lens) far from the rest
-    x = np.concatenate([np.concatenate([c + rng.normal(0, 1, (k, 32)), c + rng.normal(0, 3, (3, 32))])
-                        for c, k in zip(centres, sizes)]).astype(np.float32)
-    group = np.repeat(np.arange(4), [k + 3 for k in sizes])
-    odd = np.concatenate([[False] * k + [True] * 3 for k in sizes])
-    first = active.next_order(None, x, np.zeros((0, 32)), greedy=4)[:4]
-    assert sorted(group[first]) == [0, 1, 2, 3], group[first]  # every cluster once, none twice
-    assert not odd[first].any(), "a typical photo of each cluster, not an odd one"
-    # with a label in cluster 0 already, the next batch goes to the clusters not yet covered
-    again = active.next_order(None, x[1:], x[:1], greedy=3)[:3]
-    assert sorted(group[1:][again]) == [1, 2, 3]
-
-
 def test_shown_confidence_is_calibrated_on_cross_validation():
     # Photo features are strongly correlated (a few factors spread over many dimensions), which
     # makes a head fitted on 8 labels per class far too sure: ~60% of photos at >= 90%, of which
