@@ -159,8 +159,8 @@ def main() -> int:
             print(f"{n:7d} {n / len(y):6.0%} {a:10.3f} {r:8.3f}")
         print(f"{name}: random order's final accuracy {final:.3f} (random itself first reaches it at "
               f"{own / len(y):.0%}); the suggested order reaches it with {hit} labels ({share:.0%} of the pool) "
-              f"-> {'PASS' if ok else 'FAIL'} (bar {args.bar:.0%}); best suggested {suggested.max():.3f} "
-              f"at {ns[int(np.argmax(suggested))] / len(y):.0%}", flush=True)
+              f"-> {'PASS' if ok else 'FAIL'} (bar {args.bar:.0%}); best suggested {np.nanmax(suggested):.3f} "
+              f"at {ns[int(np.nanargmax(suggested))] / len(y):.0%}", flush=True)
         print(f"{name}: beside the bar: the random order's mean accuracy at 90% of the pool is {at90:.3f}; the "
               f"suggested order reaches it with {hit90} labels ({hit90 / len(y):.0%})" if hit90 else
               f"{name}: beside the bar: the suggested order never reaches the random order's 90% accuracy "
