@@ -84,7 +84,10 @@ def decide(probe_accuracy: float, familiarity: float, n_train: int) -> tuple[str
         strategy, code = "full", "enough-photos"
     else:
         strategy, code = "feature-extraction", "few-familiar"
-    return strategy, code, REASONS[code].format(**reason_facts(probe_accuracy, familiarity, n_train))
+    from core.i18n import Msg
+
+    # REASONS is the English of the catalogue's advice.<code>; the Msg is shown in the page's language
+    return strategy, code, Msg(f"advice.{code}", **reason_facts(probe_accuracy, familiarity, n_train))
 
 
 def reason_facts(probe_accuracy: float, familiarity: float, n_train: int) -> dict:
@@ -157,9 +160,11 @@ def recommend_for_config(config: TrainConfig, workspace=None, progress=None) -> 
 
 
 def minutes(seconds: float) -> str:
+    from core.i18n import Msg
+
     if seconds < 90:
-        return f"about {max(1, int(round(seconds)))} s"
-    return f"about {int(round(seconds / 60))} min"
+        return Msg("advice.about_seconds", s=max(1, int(round(seconds))))
+    return Msg("advice.about_minutes", m=int(round(seconds / 60)))
 
 
 __all__ = ["Advice", "REASONS", "reason_facts", "recipe", "FINE_TUNE_RECIPE", "FROZEN_ENOUGH", "FAMILIAR", "decide", "recommend", "recommend_for_config",

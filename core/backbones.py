@@ -16,6 +16,7 @@ from timm.models import get_pretrained_cfg
 
 from core.config import DEFAULT_BACKBONE
 from core.errors import LatihError
+from core.i18n import Msg, catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,19 @@ def _size_mb(params_m: float) -> float:
     return round(params_m * 1e6 * 4 / 2**20, 1)
 
 
+def _note(name: str, english: str):
+    """The table's note as a catalogue text (backbone_note.<name>, shown in the page's language)."""
+    key = f"backbone_note.{name}"
+    return Msg(key) if key in catalogue("en") else english
+
+
 def _spec_from_row(row: tuple) -> BackboneSpec:
     name, family, display, params_m, gmacs, act_mb, ips, notes = row
     cfg = get_pretrained_cfg(name)  # a table lookup: no model is built
     return BackboneSpec(
         name=name, family=family, display_name=display, params_m=params_m,
         input_size=tuple(cfg.input_size), mean=tuple(cfg.mean), std=tuple(cfg.std),
-        weight_source="bundled" if name in BUNDLED else "timm", notes=notes,
+        weight_source="bundled" if name in BUNDLED else "timm", notes=_note(name, notes),
         size_mb=_size_mb(params_m), gmacs=gmacs, act_mb=act_mb, cpu_images_per_s=ips,
     )
 
@@ -174,7 +181,7 @@ def get_spec(name: str) -> BackboneSpec:
         mean=tuple(cfg.mean) if cfg else (0.485, 0.456, 0.406),
         std=tuple(cfg.std) if cfg else (0.229, 0.224, 0.225),
         weight_source="timm",
-        notes="Not in Latih's tested list: it should work, but speed and memory are estimates.",
+        notes=Msg("backbone_note.untested"),
         size_mb=_size_mb(params_m), gmacs=gmacs, act_mb=act_mb,
         cpu_images_per_s=round(_REF_GMACS_PER_S / gmacs, 2) if gmacs else None,
     )

@@ -212,7 +212,10 @@ class ProgressBar(Callback):
         from tqdm import tqdm
 
         if self._task_bar is None:
-            self._task_bar = tqdm(total=total, desc=task, unit="photo", file=self.stream, leave=False)
+            from core.i18n import tr
+
+            self._task_bar = tqdm(total=total, desc=str(_task_text(task)), unit=tr("cli.unit.photo"),
+                                  file=self.stream, leave=False)
         self._task_bar.n = done
         self._task_bar.refresh()
         if done >= total:
@@ -223,22 +226,29 @@ class ProgressBar(Callback):
         from tqdm import tqdm
 
         self._close_epoch_bar()
-        label = "training the head" if stage == "head" else "fine-tuning"
-        self._epoch_bar = tqdm(total=epochs, desc=label, unit="epoch", file=self.stream)
+        from core.i18n import tr
+
+        label = tr("phase.head_short" if stage == "head" else "phase.fine_tune_short")
+        self._epoch_bar = tqdm(total=epochs, desc=label, unit=tr("cli.unit.epoch"), file=self.stream)
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         # Only slow epochs need a batch counter; fast head epochs would just flood the terminal.
         now = time.monotonic()
         if self._epoch_bar is not None and n_batches > 1 and now - self._last_postfix >= 1.0:
             self._last_postfix = now
-            self._epoch_bar.set_postfix_str(f"batch {batch}/{n_batches} loss {loss:.3f}", refresh=True)
+            from core.i18n import tr
+
+            self._epoch_bar.set_postfix_str(tr("cli.postfix_batch", batch=batch, n=n_batches, loss=f"{loss:.3f}"),
+                                            refresh=True)
 
     def on_epoch_end(self, ctx, metrics):
         if self._epoch_bar is not None:
             self._epoch_bar.update(1)
+            from core.i18n import tr
+
             self._epoch_bar.set_postfix_str(
-                f"val acc {metrics.get('val_acc', float('nan')):.3f} loss {metrics.get('val_loss', float('nan')):.3f}",
-                refresh=False)
+                tr("cli.postfix_epoch", acc=f"{metrics.get('val_acc', float('nan')):.3f}",
+                   loss=f"{metrics.get('val_loss', float('nan')):.3f}"), refresh=False)
 
     def on_train_end(self, ctx, result):
         self._close_epoch_bar()
@@ -293,14 +303,33 @@ class StatusLine(Callback):
             log.warning("status message not written: %s", exc)
 
     def on_stage_start(self, ctx, stage, epochs):
-        self._say("training the new last layer" if stage == "head" else "fine-tuning the model", stage=stage)
+        from core.i18n import Msg
+
+        self._say(Msg("phase.head" if stage == "head" else "phase.fine_tune"), stage=stage)
 
     def on_progress(self, ctx, task, done, total):
+        from core.i18n import Msg
+
         if done == 0 or done == total:
-            self._say(f"{task}: {done} of {total} photos")
+            self._say(Msg("phase.task_count", task=_task_text(task), done=done, total=total))
 
     def on_epoch_start(self, ctx):
-        self._say(f"epoch {ctx.epoch} of {ctx.total_epochs}", epoch=ctx.epoch, epochs_total=ctx.total_epochs)
+        from core.i18n import Msg
+
+        self._say(Msg("phase.epoch", epoch=ctx.epoch, total=ctx.total_epochs), epoch=ctx.epoch,
+                  epochs_total=ctx.total_epochs)
+
+
+def _task_text(task: str):
+    """"features (train)" as a catalogue text (phase.task.features with its split), else as is."""
+    import re
+
+    from core.i18n import Msg, catalogue
+
+    match = re.fullmatch(r"(\w+) \((\w+)\)", task)
+    if match and f"phase.task.{match[1]}" in catalogue("en") and match[2] in ("train", "val", "test"):
+        return Msg(f"phase.task.{match[1]}", split=Msg(f"figure.split.{match[2]}"))
+    return task
 
 
 class FunctionCallback(Callback):

@@ -158,7 +158,12 @@ def _advance_queue() -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """The error's message in the process's language (LATIH_LANG) when it is a catalogue text."""
+    from core.i18n import Msg
+
+    message = exc.args[0] if len(exc.args) == 1 else None
+    text = (message.in_lang(os.environ.get("LATIH_LANG") or "en") if isinstance(message, Msg) else str(exc)).strip() \
+        or type(exc).__name__
     return " ".join(text.split())
 
 

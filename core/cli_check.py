@@ -62,7 +62,7 @@ def cmd_data_check(args) -> int:
 class _Progress:
     """One tqdm bar per task (with its ETA) on stderr: `bar(task, done, total)`."""
 
-    LABELS = {"read photos": "reading photos", "thumbnails": "thumbnails", "compare": "comparing candidate pairs"}
+    LABELS = {"read photos": "cli.task.read", "thumbnails": "cli.task.thumbnails", "compare": "cli.task.compare"}
 
     def __init__(self, enabled: bool = True):
         self.enabled, self.task, self.bar = enabled, None, None
@@ -78,7 +78,10 @@ class _Progress:
         if task != self.task:
             self._close()
             self.task = task
-            self.bar = tqdm(total=total, desc=self.LABELS.get(task, task), unit="photo" if task != "compare" else "pair",
+            from core.i18n import tr
+
+            desc = tr(self.LABELS[task]) if task in self.LABELS else task
+            self.bar = tqdm(total=total, desc=desc, unit=tr("cli.unit.photo" if task != "compare" else "cli.unit.pair"),
                             file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
         self.bar.update(done - self.bar.n)
 
@@ -102,12 +105,16 @@ def _counts(df) -> dict:
 
 
 def _print_check(df, counts: dict, findings) -> None:
-    print(f"{df.attrs.get('root', '')}: {len(df)} files")
+    """The report in the process's language (LATIH_LANG); split names stay the folder names."""
+    from core.i18n import tr
+
+    print(tr("cli.check.files", root=df.attrs.get("root", ""), n=len(df)))
     for split_name, per_class in counts.items():
-        print(f"  {split_name}: " + ", ".join(f"{label} {n}" for label, n in sorted(per_class.items())))
+        shown = tr("cli.check.unsplit") if split_name == "unsplit" else split_name
+        print(f"  {shown}: " + ", ".join(f"{label} {n}" for label, n in sorted(per_class.items())))
     if not findings:
-        print("no problems found")
+        print(tr("cli.check.no_problems"))
     for finding in findings:
-        fix = f" [fix: {finding.fix}]" if finding.fix else ""
-        print(f"{finding.severity}: {finding.message}{fix}")
+        fix = " " + tr("cli.check.fix", fix=tr(f"fix.{finding.fix}")) if finding.fix else ""
+        print(tr(f"cli.severity.{finding.severity}") + f": {finding.message}{fix}")
 

@@ -102,10 +102,13 @@ def auto_strategy(config, explicit: dict | None = None, to_stderr: bool = False)
     advice = recommend_for_config(config, workspace=os.environ.get("LATIH_WORKSPACE"))
     if advice is None:  # the photos cannot be trained on: train() says why
         return config, None
-    print(f"strategy (auto): {advice.strategy}: {advice.reason} Expected time {minutes(advice.expected_seconds)} "
-          f"(probe {advice.probe_accuracy * 100:.1f}%, familiarity {advice.familiarity * 100:.0f}%).",
+    from core.i18n import tr
+
+    print(tr("cli.auto_strategy", strategy=tr(f"strategy.{advice.strategy}"), code=advice.strategy,
+             reason=advice.reason, time=minutes(advice.expected_seconds), probe=f"{advice.probe_accuracy * 100:.1f}",
+             familiarity=f"{advice.familiarity * 100:.0f}"),
           file=sys.stderr if to_stderr else sys.stdout, flush=True)
     chosen = advice.apply(config).replace(**(explicit or {}))
     if not chosen.notes:
-        chosen = chosen.replace(notes=f"strategy chosen automatically: {advice.reason}")
+        chosen = chosen.replace(notes=tr("cli.auto_strategy_note", reason=advice.reason))
     return chosen, advice

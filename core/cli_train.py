@@ -108,8 +108,9 @@ def _existing_file(path: str, what: str) -> str:
 
 
 def _say_waiting(position: int) -> None:
-    print(f"waiting: {position} run(s) ahead of this one in the workspace's queue; it starts when they end "
-          "(Ctrl-C to cancel)", file=sys.stderr, flush=True)
+    from core.i18n import tr
+
+    print(tr("cli.train.waiting", position=position), file=sys.stderr, flush=True)
 
 
 def cmd_train(args) -> int:
@@ -167,13 +168,18 @@ def _report_result(result, config, as_json: bool) -> int:
 
 
 def _print_summary(summary: dict, message: str) -> None:
+    """The result in the process's language (LATIH_LANG); `status` words are the run states."""
+    from core.i18n import tr
+
+    status = tr(f"status.{summary['status']}") if summary["status"] in ("done", "failed", "stopped") \
+        else summary["status"]
     if summary["best_epoch"] is None:
-        print(f"{summary['status']}: {message}; run folder {summary['run_dir']}")
+        print(tr("cli.train.no_epoch", status=status, message=message, run_dir=summary["run_dir"]))
         return
-    line = (f"{summary['status']} in {summary['wall_s']:.1f} s: best epoch {summary['best_epoch']}, "
-            f"val accuracy {summary['val_acc']:.3f}, val macro-F1 {summary['val_f1']:.3f}")
+    line = tr("cli.train.summary", status=status, seconds=f"{summary['wall_s']:.1f}", epoch=summary["best_epoch"],
+              acc=f"{summary['val_acc']:.3f}", f1=f"{summary['val_f1']:.3f}")
     if "test_acc" in summary and summary["test_acc"] is not None:
-        line += f", test accuracy {summary['test_acc']:.3f}, test macro-F1 {summary['test_f1']:.3f}"
+        line += tr("cli.train.summary_test", acc=f"{summary['test_acc']:.3f}", f1=f"{summary['test_f1']:.3f}")
     print(line)
-    print(f"run folder: {summary['run_dir']}")
+    print(tr("cli.train.run_folder", run_dir=summary["run_dir"]))
 

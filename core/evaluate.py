@@ -22,12 +22,13 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
 
 from core import calibrate, screening, stats
 from core.errors import RunError
+from core.i18n import Msg
 from core.ood import OODDetector
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-NO_TEST_NOTE = "no held-out test split; figures are on validation and optimistic"
+NO_TEST_NOTE = Msg("eval_note.no_test")  # a core.i18n.Msg: evaluation.json keeps its key in notes_i18n
 SMALL_TEST_PER_CLASS = 30  # below this per class, intervals are wide enough to say so
 ROC_MAX_POINTS = 200
 MISCLASSIFIED_MAX = 200
@@ -195,10 +196,10 @@ def _screening(val, ev, probs_val, probs_ev, pos, target, applied, n_boot, seed)
 def _ood(outs: dict, eval_split: str, notes: list[str]) -> OODDetector | None:
     fit_split = "train" if "train" in outs else "val"
     if any("features" not in outs[s] for s in {fit_split, "val", eval_split}):
-        notes.append("no features saved; the unusual-photo check is off for this run")
+        notes.append(Msg("eval_note.no_features"))
         return None
     if fit_split != "train":
-        notes.append("no training outputs; unusual-photo statistics were fitted on validation")
+        notes.append(Msg("eval_note.no_train_outputs"))
     try:
         det = OODDetector.fit(outs[fit_split]["features"], outs[fit_split]["labels"])
     except RunError as exc:
@@ -247,8 +248,7 @@ def _small_split_note(labels: np.ndarray, n_classes: int, split: str) -> list[st
     fewest = int(np.bincount(labels, minlength=n_classes).min())
     if fewest >= SMALL_TEST_PER_CLASS:
         return []
-    return [f"small {split} set (fewest photos in a class: {fewest}); the 95% intervals are "
-            "wide, trust them over the point values"]
+    return [Msg("eval_note.small_split", split=Msg(f"eval_note.split.{split}"), fewest=fewest)]
 
 
 def _load_for_evaluation(run_dir: Path) -> tuple[dict, list[str], dict]:
@@ -295,7 +295,8 @@ def evaluate_run(run_dir, n_boot: int = 1000, seed: int = 0) -> dict:
     det = _ood(outs, eval_split, notes)
 
     evaluation = {
-        "evaluated_on": eval_split, "notes": notes, "class_names": class_names,
+        "evaluated_on": eval_split, "notes": [str(n) for n in notes], "class_names": class_names,
+        "notes_i18n": [n.to_json() if isinstance(n, Msg) else None for n in notes],
         "split_sizes": _split_sizes(outs, class_names),
         "metrics": metrics(probs_ev, ev["labels"], class_names, preds, pos),
         "ci": {"level": 0.95, "n_bootstrap": n_boot,

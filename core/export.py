@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from core.runs import crop_pct_of, image_size_of
@@ -140,145 +139,12 @@ def export_torchscript(model, path, image_size: int, check: bool = True) -> Path
 
 
 # ---------------------------------------------------------------------------------------
-# model card
+# model card (core.model_card, in the language asked for)
 # ---------------------------------------------------------------------------------------
-def _fmt(v, pct: bool = True) -> str:
-    if v is None:
-        return "n/a"
-    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+def model_card(run_dir, lang: str | None = None) -> str:
+    from core.model_card import model_card as card
 
-
-def _fmt_ci(ci, pct: bool = True) -> str:
-    return f"{_fmt(ci[0], pct)} – {_fmt(ci[1], pct)}" if ci else "n/a"
-
-
-def _split_table(run_dir: Path, evaluation: dict, class_names: list[str]) -> list[str]:
-    counts: dict[str, dict[str, int]] = {}
-    splits_csv = run_dir / "splits.csv"
-    if splits_csv.exists():
-        df = pd.read_csv(splits_csv)
-        if {"label", "split"} <= set(df.columns):
-            counts = {s: g["label"].value_counts().to_dict() for s, g in df.groupby("split")}
-    if not counts:  # fall back on what the evaluation saw
-        counts = {s: v["per_class"] for s, v in evaluation.get("split_sizes", {}).items()}
-    splits = [s for s in ("train", "val", "test") if s in counts] + sorted(set(counts) - {"train", "val", "test"})
-    lines = ["| class | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
-    for c in class_names:
-        lines.append(f"| {c} | " + " | ".join(str(int(counts[s].get(c, 0))) for s in splits) + " |")
-    lines.append("| **total** | " + " | ".join(str(int(sum(counts[s].values()))) for s in splits) + " |")
-    return lines
-
-
-def _findings(run_dir: Path) -> list[str]:
-    data = _read_json(run_dir / "findings.json", default=[]) if (run_dir / "findings.json").exists() else []
-    items = data.get("findings", []) if isinstance(data, dict) else data
-    return [f"- data check ({f.get('severity', 'info')}): {f.get('message', '')}"
-            for f in items if isinstance(f, dict) and f.get("severity") in ("error", "warning")]
-
-
-def _metrics_section(ev: dict) -> list[str]:
-    m, ci = ev["metrics"], ev.get("ci", {})
-    rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"),
-            ("macro-F1", "macro_f1"), ("ROC AUC", "roc_auc")]
-    lines = [f"Measured on the **{ev['evaluated_on']}** split ({m['n']} photos); 95% bootstrap intervals.",
-             "", "| metric | value | 95% interval |", "|---|---|---|"]
-    lines += [f"| {label} | {_fmt(m.get(key))} | {_fmt_ci(ci.get(key))} |" for label, key in rows]
-    lines += ["", "| class | precision | recall | F1 | photos |", "|---|---|---|---|---|"]
-    lines += [f"| {c['name']} | {_fmt(c['precision'])} | {_fmt(c['recall'])} | {_fmt(c['f1'])} | {c['support']} |"
-              for c in m["per_class"]]
-    return lines
-
-
-def _calibration_section(ev: dict) -> list[str]:
-    cal = ev.get("calibration") or {}
-    return [f"Temperature T = {cal.get('temperature', 1.0):.3f} (fitted on validation). Expected "
-            f"calibration error {_fmt(cal.get('ece_before'))} before, {_fmt(cal.get('ece_after'))} after: "
-            "a confidence of 80% should be right about 80% of the time."]
-
-
-def _screening_section(ev: dict) -> list[str]:
-    s = ev.get("screening")
-    if not s:
-        return ["Not a screening model (no positive class)."]
-    op, ci = s["evaluation"], s.get("evaluation_ci") or {}
-    pos = ev["class_names"][s["positive_index"]]
-    head = (f"Positive class **{pos}**; threshold {s['threshold']:.4f} on its calibrated probability, "
-            f"chosen on validation for sensitivity ≥ {_fmt(s['target_sensitivity'])}.")
-    if s.get("chosen_by") == "user":  # moved after training (core.operating_point)
-        head = (f"Positive class **{pos}**; threshold {s['threshold']:.4f} on its calibrated probability, "
-                f"chosen by a person after training (the target sensitivity ≥ {_fmt(s['target_sensitivity'])} "
-                f"gave {s.get('threshold_from_target', float('nan')):.4f} on validation).")
-    if not s.get("applied_to_predictions"):
-        head += " (Analysis only: no positive class was chosen, predictions use the most likely class.)"
-    sens = op.get("sensitivity")
-    if sens is not None and sens < s["target_sensitivity"]:
-        head += (f" On the {ev['evaluated_on']} photos it caught {_fmt(sens)} of {pos}, below the "
-                 "target: expect to miss more than the target allows.")
-    lines = [head, "", "| | value | 95% interval |", "|---|---|---|"]
-    lines += [f"| {k} | {_fmt(op.get(k))} | {_fmt_ci(ci.get(k))} |" for k in ("sensitivity", "specificity", "ppv", "npv")]
-    return lines
-
-
-def _usage_snippet(meta: dict) -> list[str]:
-    pre = preprocessing(meta)
-    size, shorter = pre["image_size"], pre["resize_shorter_side"]
-    resize = "\n".join([
-        f"s = {shorter} / min(img.size)  # shorter side -> {shorter} px, then centre crop {size}",
-        "img = img.resize((round(img.width * s), round(img.height * s)),",
-        "                 Image.HAMMING if s < 1 else Image.BILINEAR)  # ~ OpenCV area / linear",
-        f"left, top = (img.width - {size}) // 2, (img.height - {size}) // 2",
-        f"img = img.crop((left, top, left + {size}, top + {size}))",
-    ])
-    thr, positive = meta.get("threshold"), meta.get("positive_class")
-    decide = "\n".join([
-        f"pos = CLASSES.index({positive!r})  # screening: flag when p(positive) >= threshold",
-        "others = p.copy(); others[pos] = -1",
-        f"label = CLASSES[pos] if p[pos] >= {thr!r} else CLASSES[int(others.argmax())]",
-    ]) if thr is not None and positive else "label = CLASSES[int(p.argmax())]"
-    return ["```python", "import numpy as np, onnxruntime as ort", "from PIL import Image", "",
-            f"CLASSES = {list(meta.get('class_names', []))!r}",
-            f"MEAN, STD, T = np.array({pre['mean']!r}), np.array({pre['std']!r}), {float(meta.get('temperature') or 1.0)!r}",
-            "", 'img = Image.open("photo.jpg").convert("RGB")', resize,
-            "x = ((np.asarray(img, dtype=np.float32) / 255 - MEAN) / STD).astype(np.float32)",
-            "x = x.transpose(2, 0, 1)[None]  # HWC -> NCHW, batch of one",
-            'logits = ort.InferenceSession("model.onnx").run(None, {"image": x})[0][0]',
-            "z = logits / T  # temperature scaling: calibrated probabilities",
-            "p = np.exp(z - z.max()); p /= p.sum()", decide, "print(label, float(p.max()))", "```"]
-
-
-def model_card(run_dir) -> str:
-    """Markdown model card: data, model, metrics with intervals, calibration, limits, usage."""
-    run_dir = Path(run_dir)
-    meta = _read_json(run_dir / "meta.json")
-    config = _read_json(run_dir / "config.json", default={}) if (run_dir / "config.json").exists() else {}
-    ev = _read_json(run_dir / "evaluation.json")
-    classes = list(meta.get("class_names", []))
-    warnings_ = [f"- data check: {w}" for w in meta.get("data_warnings") or [] if isinstance(w, str)]
-    limits = [f"- {n}" for n in ev.get("notes", [])] + _findings(run_dir) + warnings_ + [
-        "- Distribution shift: the numbers hold for photos like the training photos (same "
-        "camera, lighting, population). New clinics, phones or fields can be much worse; check "
-        "on a few labelled photos from the new setting first.",
-        "- Photos flagged as unusual (out-of-distribution check) should be looked at by a person; "
-        f"about {100 - float((meta.get('ood') or {}).get('percentile', 95)):.0f}% of ordinary photos are flagged too."]
-    lines = [f"# Model card: {run_dir.name}", "",
-             "## Intended use",
-             "Decision support for sorting photos into the classes below. Not a diagnosis: a "
-             "trained person reviews the results, especially low-confidence and flagged photos.", "",
-             "## Data", "Photos per class and split:", "", *_split_table(run_dir, ev, classes), "",
-             "## Model",
-             f"Backbone `{meta.get('backbone', config.get('backbone', '?'))}`, training strategy "
-             f"`{config.get('strategy', meta.get('strategy', '?'))}`, weights `{config.get('weights', '?')}`, "
-             f"input {image_size_of(meta)} px, best epoch {meta.get('best_epoch', '?')}.", "",
-             "## Performance", *_metrics_section(ev), "",
-             "## Calibration", *_calibration_section(ev), "",
-             "## Screening operating point", *_screening_section(ev), "",
-             "## Known limits", *limits, "",
-             "## How to run the ONNX model",
-             "Needs `pip install onnxruntime pillow numpy`. The preprocessing is the one used in "
-             "training (Latih resizes with OpenCV; PIL's HAMMING filter matches its area "
-             "interpolation to within about one grey level — use `cv2.resize(..., "
-             "interpolation=cv2.INTER_AREA)` for bit-exact input).", "", *_usage_snippet(meta), ""]
-    return "\n".join(lines)
+    return card(run_dir, lang)
 
 
 # ---------------------------------------------------------------------------------------
@@ -294,9 +160,10 @@ def _ensure_evaluation(run_dir: Path) -> None:
     evaluate_run(run_dir)
 
 
-def export_package(run_dir, out_zip) -> Path:
+def export_package(run_dir, out_zip, lang: str | None = None) -> Path:
     """One zip: model.safetensors, model.onnx, config.json, meta.json (with preprocessing),
-    evaluation.json, model_card.md. The ONNX file is checked against PyTorch first."""
+    evaluation.json, model_card.md (in `lang`, default LATIH_LANG). The ONNX file is checked
+    against PyTorch first."""
     run_dir, out_zip = Path(run_dir), Path(out_zip)
     _ensure_evaluation(run_dir)
     meta = _read_json(run_dir / "meta.json")
@@ -317,7 +184,7 @@ def export_package(run_dir, out_zip) -> Path:
                                                   if (run_dir / "config.json").exists() else {}, indent=2))
             zf.writestr("meta.json", json.dumps(meta_out, indent=2))
             zf.write(run_dir / "evaluation.json", "evaluation.json")
-            zf.writestr("model_card.md", model_card(run_dir))
+            zf.writestr("model_card.md", model_card(run_dir, lang))
         partial.replace(out_zip)
     return out_zip
 

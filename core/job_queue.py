@@ -125,8 +125,10 @@ def claim_next(ws: Path, owner: int | None = None) -> Path | None:
             continue
         (ws / "queue" / CURRENT_NAME).write_text(str(run), encoding="utf-8")
         if read_raw(run)[0].get("state") == "queued":
+            from core.i18n import Msg
+
             update_status(run, state="running", pid=os.getpid(), started=now_iso(), heartbeat=time.time(),
-                           message="starting")
+                           message=Msg("phase.starting"))
         try:
             ticket.unlink()
         except FileNotFoundError:

@@ -67,7 +67,7 @@ def write_status(run_dir: str | os.PathLike, state: str, message: str = "", **ex
     """Merge into status.json under its lock; earlier keys (submitted, started) are kept."""
     if state not in STATUSES:
         raise ValueError(f"unknown run state {state!r}")  # a bug in the caller, not user input
-    fields = {"state": state, "message": message, "updated": now_iso(), **extra}
+    fields = _with_i18n({"state": state, "message": message, "updated": now_iso(), **extra})
     fields.setdefault("pid", os.getpid())
 
     def change(data: dict) -> None:
@@ -83,8 +83,22 @@ def write_status(run_dir: str | os.PathLike, state: str, message: str = "", **ex
     return update_json(Path(run_dir) / STATUS_FILE, change)
 
 
+def _with_i18n(fields: dict) -> dict:
+    """A message given as a core.i18n.Msg is also kept as its key and parameters
+    ("message_i18n"), so each page shows it in its own language; a plain message clears it."""
+    from core.i18n import Msg
+
+    if "message" in fields:
+        message = fields["message"]
+        fields = {**fields, "message": str(message),
+                  "message_i18n": message.to_json() if isinstance(message, Msg) else None}
+    return fields
+
+
 def update_status(run_dir: str | os.PathLike, **fields: Any) -> dict:
     """Merge raw fields (no state check) into status.json, stamping "updated"."""
+    fields = _with_i18n(fields)
+
     def change(data: dict) -> None:
         data.update(fields)
         data["updated"] = now_iso()

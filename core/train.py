@@ -77,7 +77,9 @@ def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir
             resume_state = load_state(run_dir)
             cut_metrics(run_dir, int(resume_state["epoch"]))
             log.info("resuming run %s after epoch %d", run_dir.name, resume_state["epoch"])
-        runs.write_status(run_dir, "running", "preparing the photos", pid=os.getpid(), resume=False)
+        from core.i18n import Msg
+
+        runs.write_status(run_dir, "running", Msg("phase.preparing"), pid=os.getpid(), resume=False)
         with runs.Heartbeat(run_dir):
             result = _train_in_run(config, workspace, list(callbacks), run_dir, progress, started, resume_state)
         if result.status == "done":

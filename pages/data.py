@@ -7,9 +7,9 @@ import plotly.express as px
 import streamlit as st
 
 from core.config import AUGMENT_PRESETS
-from ui import copy_review, data_ops, groups_ui, state
+from ui import copy_review, data_ops, groups_ui, state, widget_texts
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import has, t
+from ui.i18n import has, say, t
 from ui.media import photo_grid, thumbnail
 from ui.safe_text import md, plotly as plotly_text
 
@@ -23,7 +23,7 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
     tab_zip, tab_classes, tab_folder = st.tabs([t("data.tab_zip"), t("data.tab_classes"), t("data.tab_folder")])
     with tab_zip:
         st.caption(t("data.zip_help"))
-        upload = st.file_uploader(t("data.zip_label"), type=["zip"], key="data_zip_upload")
+        upload = widget_texts.file_uploader(t("data.zip_label"), type=["zip"], key="data_zip_upload")
         if upload is not None and st.button(t("data.zip_use"), key="data_zip_use", type="primary"):
             with guard("zip"):
                 saved = data_ops.save_upload(upload, data_ops.uploads_dir(project))
@@ -41,7 +41,7 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
         classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         for i, name in enumerate(classes):
             folder = root / name
-            files = st.file_uploader(t("data.class_upload", name=name), type=data_ops.PHOTO_TYPES,
+            files = widget_texts.file_uploader(t("data.class_upload", name=name), type=data_ops.PHOTO_TYPES,
                                      accept_multiple_files=True, key=f"data_class_upload_{i}")
             for f in files or []:
                 data_ops.save_upload(f, folder)
@@ -109,8 +109,8 @@ with guard("check"):
     for i, finding in enumerate(found):
         show = {"error": st.error, "warning": st.warning}.get(finding.severity, st.info)
         title_key = f"finding.{finding.code}"
-        text = t(title_key, n=len(finding.files)) if has(title_key) else finding.message
-        show(f"**{text}**  \n{md(finding.message)}" if has(title_key) else md(text),
+        body = say(finding.message)
+        show(f"**{t(title_key, n=len(finding.files))}**  \n{body}" if has(title_key) else body,
              icon={"error": ":material/error:", "warning": ":material/warning:"}.get(finding.severity,
                                                                                       ":material/info:"))
         if finding.files:

@@ -10,7 +10,7 @@ from core import figures
 from core.runs import load_run
 from ui import estimate_ui, explain_ui, operating_point_ui
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import t
+from ui.i18n import get_lang, num, say, t
 from ui.media import thumbnail
 from ui.safe_text import md, plotly as plotly_text
 from ui.run_pick import pick_run, trained_runs
@@ -42,8 +42,10 @@ split = ev.get("evaluated_on", "test")
 sizes = (ev.get("split_sizes") or {}).get(split, {})
 st.markdown(t("eval.on_split", split=t(f"split.{split}") if split in ("test", "val", "train") else split,
               n=sizes.get("n", ev["metrics"].get("n", "?"))))
-for note in ev.get("notes") or []:
-    st.info(md(note), icon=":material/info:")
+notes = ev.get("notes") or []
+coded = ev.get("notes_i18n") if len(ev.get("notes_i18n") or []) == len(notes) else [None] * len(notes)
+for note, code in zip(notes, coded):
+    st.info(say(code or note), icon=":material/info:")
 
 # ---- headline metrics with 95% intervals -------------------------------------------------------------
 metrics, ci = ev["metrics"], ev.get("ci") or {}
@@ -54,8 +56,8 @@ for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "pr_auc"):
         continue
     interval = ci.get(key)
     rows.append({t("eval.col_metric"): t(f"metric.{key}"),
-                 t("eval.col_value"): f"{100 * value:.1f}%",
-                 t("eval.col_interval"): f"{100 * interval[0]:.1f}% – {100 * interval[1]:.1f}%" if interval else "–",
+                 t("eval.col_value"): num(f"{100 * value:.1f}%"),
+                 t("eval.col_interval"): num(f"{100 * interval[0]:.1f}% – {100 * interval[1]:.1f}%") if interval else "–",
                  t("eval.col_meaning"): t(f"metric.{key}.help")})
 st.subheader(t("eval.metrics_title"))
 st.caption(t("eval.interval_help"))
@@ -71,30 +73,31 @@ ev_plot = {**ev, "class_names": [plotly_text(c) for c in ev["class_names"]],
 tabs = st.tabs([t("eval.tab_confusion"), t("eval.tab_per_class"), t("eval.tab_roc"), t("eval.tab_reliability")])
 with tabs[0]:
     st.caption(t("eval.confusion_help"))
-    fig = figures.confusion_matrix_figure(ev_plot)
+    fig = figures.confusion_matrix_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.confusion_title"), xaxis_title=t("eval.axis_predicted"),
                       yaxis_title=t("eval.axis_true"))
     st.plotly_chart(fig, key="eval_confusion")
 with tabs[1]:
     per_class = pd.DataFrame(metrics["per_class"])
-    fig = figures.per_class_bar_figure(ev_plot)
+    fig = figures.per_class_bar_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.per_class_title"))
     st.plotly_chart(fig, key="eval_per_class")
     table = per_class[["name", "precision", "recall", "f1", "support"]].rename(columns={
         "name": t("eval.col_class"), "precision": t("metric.precision"), "recall": t("metric.recall"),
         "f1": t("metric.f1"), "support": t("eval.col_support")})
     st.dataframe(table.style.format({t("metric.precision"): "{:.1%}", t("metric.recall"): "{:.1%}",
-                                     t("metric.f1"): "{:.1%}"}), hide_index=True, key="eval_per_class_table")
+                                     t("metric.f1"): "{:.1%}"}, decimal="," if get_lang() == "id" else "."),
+                 hide_index=True, key="eval_per_class_table")
     st.caption(t("eval.per_class_help"))
 with tabs[2]:
     st.caption(t("eval.roc_help"))
-    fig = figures.roc_figure(ev_plot)
+    fig = figures.roc_figure(ev_plot, lang=get_lang())
     fig.update_layout(title=t("eval.roc_title"), xaxis_title=t("eval.axis_fpr"), yaxis_title=t("eval.axis_tpr"))
     st.plotly_chart(fig, key="eval_roc")
 with tabs[3]:
     st.caption(t("eval.reliability_help"))
     if ev.get("calibration"):
-        fig = figures.reliability_figure(ev_plot)
+        fig = figures.reliability_figure(ev_plot, lang=get_lang())
         fig.update_layout(title=t("eval.reliability_title"), xaxis_title=t("eval.axis_confidence"),
                           yaxis_title=t("eval.axis_accuracy"))
         st.plotly_chart(fig, key="eval_reliability")

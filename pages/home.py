@@ -10,6 +10,9 @@ from ui.components import frame, go_to, next_step, page_header
 from ui.i18n import t
 from ui.safe_text import md
 
+GLOSSARY = ("class", "backbone", "feature_extraction", "fine_tuning", "epoch", "validation", "test",
+            "sensitivity", "specificity", "threshold", "confidence", "augmentation")
+
 frame()
 page_header("home.title", "home.purpose")
 
@@ -47,6 +50,10 @@ with right:
                 go_to("data")
         else:
             st.info(t("home.no_sample"))
+
+with st.expander(t("glossary.title"), icon=":material/menu_book:"):
+    st.caption(t("glossary.intro"))
+    st.markdown("\n".join(f"- {t(f'glossary.{term}')}" for term in GLOSSARY))
 
 st.subheader(t("home.reopen_title"))
 projects = state.list_projects()

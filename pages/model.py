@@ -8,7 +8,7 @@ import streamlit as st
 from core.config import AUGMENT_PRESETS, STRATEGIES, recommend_strategy
 from ui import estimate_ui, model_info, state
 from ui.components import frame, guard, next_step, page_header, require_data, require_project
-from ui.i18n import t
+from ui.i18n import say, t
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def backbone_card(spec, container) -> None:
         if info["speed"]:
             st.caption(t("model.card_speed", speed=info["speed"]), help=t("model.cost_help"))
         if spec.notes:
-            st.caption(spec.notes)
+            st.caption(say(spec.notes))
         if st.button(t("model.chosen") if is_chosen else t("model.choose"), key=f"model_choose_{spec.name}",
                      disabled=is_chosen, type="primary" if is_chosen else "secondary"):
             state.change_fields(project, {"model/backbone": spec.name})

@@ -9,8 +9,8 @@ import streamlit as st
 
 from core.runs import delete_run, list_runs, read_json
 from ui import progress, state
-from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_project
-from ui.i18n import t
+from ui.components import frame, fmt_seconds, guard, lang_keyed, next_step, page_header, require_project
+from ui.i18n import num, t
 
 frame()
 page_header("runs.title", "runs.purpose")
@@ -38,7 +38,7 @@ def _with_ci(value, band) -> str:
     if value is None or value != value:
         return "–"
     text = f"{100 * value:.1f}%"
-    return f"{text} ({100 * band[0]:.0f}–{100 * band[1]:.0f}%)" if band else text
+    return num(f"{text} ({100 * band[0]:.0f}–{100 * band[1]:.0f}%)" if band else text)
 
 
 def _status_label(state, text) -> str:
@@ -55,7 +55,7 @@ for damaged in table[table["damaged"].notna()].itertuples():
 METRICS = {"eval_acc": ("accuracy", "runs.metric_eval_acc"), "eval_f1": ("macro_f1", "runs.metric_eval_f1"),
            "val_acc": (None, "runs.metric_val_acc"), "val_f1": (None, "runs.metric_val_f1")}
 best_metric = st.selectbox(t("runs.best_by"), list(METRICS), format_func=lambda k: t(METRICS[k][1]),
-                           key="runs_best_metric")
+                           **lang_keyed("runs_best_metric", list(METRICS)))
 scores = pd.to_numeric(table[best_metric], errors="coerce")
 best_index = int(scores.idxmax()) if scores.notna().any() else None
 
@@ -84,8 +84,9 @@ ids = table["run_id"].tolist()
 by_id = dict(zip(table["run_id"], table["run_dir"]))
 default = ids[:2] if best_index is None else list(dict.fromkeys([ids[best_index], ids[0]]))
 chosen = st.multiselect(t("runs.compare_pick"), ids, default=default, key="runs_compare")
-curve_metric = st.selectbox(t("runs.curve_metric"), ["val_acc", "val_loss", "train_acc", "train_loss", "val_f1"],
-                            format_func=lambda k: t(f"curve.{k}"), key="runs_curve_metric")
+CURVES = ["val_acc", "val_loss", "train_acc", "train_loss", "val_f1"]
+curve_metric = st.selectbox(t("runs.curve_metric"), CURVES, format_func=lambda k: t(f"curve.{k}"),
+                            **lang_keyed("runs_curve_metric", CURVES))
 if chosen:
     curves = {rid: progress.read_events(by_id[rid])[0] for rid in chosen}
     fig = progress.overlay_figure(curves, curve_metric)
@@ -107,7 +108,8 @@ with left:
 
                 from core.workspace import subdir
 
-                package = Path(export_package(by_id[export_id], subdir("exports") / f"{export_id}.zip"))
+                package = Path(export_package(by_id[export_id], subdir("exports") / f"{export_id}.zip",
+                                              lang=state.get_lang()))
                 st.session_state["runs_package"] = str(package)
     package = st.session_state.get("runs_package")
     if package and Path(package).is_file():

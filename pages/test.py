@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui import data_ops, explain_ui, predict_ui
+from ui import data_ops, explain_ui, predict_ui, widget_texts
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import t, t_plain
 from ui.run_pick import pick_run
@@ -56,7 +56,7 @@ def show_one(image, name: str, key: str) -> None:
 
 tab_photos, tab_camera, tab_folder = st.tabs([t("test.tab_photos"), t("test.tab_camera"), t("test.tab_folder")])
 with tab_photos:
-    uploads = st.file_uploader(t("test.upload_label"), type=data_ops.PHOTO_TYPES,
+    uploads = widget_texts.file_uploader(t("test.upload_label"), type=data_ops.PHOTO_TYPES,
                                accept_multiple_files=True, key="test_upload", help=t("test.upload_help"))
     images, names = [], []
     for up in uploads or []:
@@ -92,7 +92,7 @@ with tab_photos:
 with tab_camera:
     st.caption(t("test.camera_help"))
     if st.toggle(t("test.camera_on"), key="test_camera_on"):
-        shot = st.camera_input(t("test.camera_label"), key="test_camera")
+        shot = widget_texts.camera_input(t("test.camera_label"), key="test_camera")
         if shot is not None:
             with guard("camera"):
                 show_one(predict_ui.open_upload(shot), t("test.camera_photo"), "camera")
@@ -106,7 +106,7 @@ with tab_folder:
                 st.session_state["test_folder_result"] = predict_ui.predict_folder(run_dir, folder.strip())
     result = st.session_state.get("test_folder_result")
     if isinstance(result, pd.DataFrame):
-        st.dataframe(result, hide_index=True, key="test_folder_table")
+        st.dataframe(predict_ui.folder_view(result), hide_index=True, key="test_folder_table")
         st.download_button(t("test.download_csv"), result.to_csv(index=False).encode("utf-8"),
                            file_name="latih-folder-predictions.csv", mime="text/csv", key="test_folder_csv_download")
 

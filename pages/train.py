@@ -10,7 +10,7 @@ from core import jobs, queue_entry
 from core.config import recommend_strategy
 from ui import data_ops, model_info, progress, state
 from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_data, require_project, run_label
-from ui.i18n import t
+from ui.i18n import say, say_status, t
 from ui.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ blocking = []
 with guard("check"):
     blocking = [f for f in data_ops.findings(project) if f.severity == "error"]
 for finding in blocking:
-    st.error(md(finding.message), icon=":material/block:")
+    st.error(say(finding.message), icon=":material/block:")
 if blocking:
     st.warning(t("train.blocked"))
     next_step("data", "common.go_data")
@@ -120,7 +120,7 @@ def live(run_dir: str, was_active: bool) -> None:
                                              pct=int(info["fraction"] * 100), elapsed=fmt_seconds(info["elapsed"]),
                                              eta=fmt_seconds(info["eta"])))
         if epochs.empty and batches.empty and status.get("message"):
-            st.caption(t("train.now", message=status["message"]))  # e.g. preparing the photos
+            st.caption(t("train.now", message=say_status(status, plain=True)))  # e.g. preparing the photos
         elif info["fraction"] >= 0.999:
             st.caption(t("train.finishing"))
     elif state_name == "done":
@@ -130,7 +130,7 @@ def live(run_dir: str, was_active: bool) -> None:
     elif status.get("reason") == "died":
         st.error(t("hardening.died"), icon=":material/heart_broken:")
     else:
-        st.error(t("train.failed", message=status.get("message") or ""), icon=":material/error:")
+        st.error(t("train.failed", message=say_status(status, plain=True)), icon=":material/error:")
     if state_name in ("failed", "stopped"):
         from core.resume import can_resume
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import data_ops, labelling, state
+from ui import data_ops, labelling, state, widget_texts
 from ui.components import guard
 from ui.i18n import t
 
@@ -33,7 +33,7 @@ def unsorted_section(project: dict[str, Any], prefix: str, expanded: bool = Fals
         with tab_camera:
             camera_block(project, prefix)
         with tab_zip:
-            upload = st.file_uploader(t("camera.zip_label"), type=["zip"], key=f"{prefix}_pool_zip")
+            upload = widget_texts.file_uploader(t("camera.zip_label"), type=["zip"], key=f"{prefix}_pool_zip")
             if upload is not None and st.button(t("camera.zip_use"), key=f"{prefix}_pool_zip_use"):
                 with guard("pool zip"):
                     saved = data_ops.save_upload(upload, data_ops.uploads_dir(project))
@@ -69,7 +69,7 @@ def camera_block(project: dict[str, Any], prefix: str) -> None:
     name = None
     if target == NEW:
         name = st.text_input(t("camera.new_class"), key=f"{prefix}_camera_new_class")
-    shot = st.camera_input(t("camera.take"), key=f"{prefix}_camera")
+    shot = widget_texts.camera_input(t("camera.take"), key=f"{prefix}_camera")
     if shot is None:
         return
     seen_key = f"{prefix}_camera_saved"

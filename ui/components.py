@@ -53,7 +53,10 @@ def frame() -> None:
 
 def user_error(exc: BaseException) -> None:
     """Show a failure the person can act on: the engine's one-line message, no traceback."""
-    st.error(md(str(exc)) if str(exc) else t("common.error_generic"), icon=":material/error:")
+    from ui.i18n import say
+
+    message = exc.args[0] if exc.args else ""
+    st.error(say(message) if str(exc) else t("common.error_generic"), icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -124,6 +127,20 @@ def require_data(project: dict[str, Any]):
     return df
 
 
+def lang_keyed(key: str, options: list) -> dict:
+    """key= and index= for a select box whose option labels are translated: one widget per
+    language (the browser keeps a widget's option labels while its key stays the same, so a
+    language switch showed the old labels until a reload), the choice carried across."""
+    lang = state.get_lang()
+    chosen = st.session_state.get(f"{key}__choice")
+    index = options.index(chosen) if chosen in options else 0
+
+    def remember() -> None:
+        st.session_state[f"{key}__choice"] = st.session_state.get(f"{key}.{lang}")
+
+    return {"key": f"{key}.{lang}", "index": index, "on_change": remember}
+
+
 def sidebar() -> None:
     """Language switch and the open project; drawn on every page by app.py."""
     with st.sidebar:
@@ -160,7 +177,7 @@ def fmt_seconds(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     if h:
-        return f"{h}h {m:02d}m"
+        return t("time.hm", h=h, m=f"{m:02d}")
     if m:
-        return f"{m}m {s:02d}s"
-    return f"{s}s"
+        return t("time.ms", m=m, s=f"{s:02d}")
+    return t("time.s", s=s)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.components import guard
-from ui.i18n import t
+from ui.i18n import num, say_status, t
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def estimate_section(project: dict[str, Any]) -> None:
     if running:
         _poll(project)
     elif job["state"] == "failed":
-        st.error(job.get("message") or t("common.error_generic"))
+        st.error(say_status(job) or t("common.error_generic"))
     elif job["state"] == "done" and job.get("result"):
         show_result(job["result"])
         fine_tune_section(project, job["result"].get("fine_tune_cv_cost") or {})
@@ -90,7 +90,7 @@ def fine_tune_section(project: dict[str, Any], cost: dict) -> None:
             fine_tune_cv.start(config)
             st.rerun()
     if job["state"] == "failed":
-        st.error(job.get("message") or t("common.error_generic"))
+        st.error(say_status(job) or t("common.error_generic"))
     elif job["state"] == "stopped":
         st.caption(t("estimate.ft.stopped"))
     elif job["state"] == "done" and (job.get("result") or {}).get("cross_validation"):
@@ -146,13 +146,13 @@ def advice_button(project: dict[str, Any]) -> None:
 
 
 def _pct(value) -> str:
-    return "–" if value is None or value != value else f"{100 * value:.1f}%"
+    return "–" if value is None or value != value else num(f"{100 * value:.1f}%")
 
 
 def _interval(d) -> str:
     if not d or d.get("mean") is None or d["mean"] != d["mean"]:
         return "–"
-    return f"{100 * d['low']:.1f}% – {100 * d['high']:.1f}%"
+    return num(f"{100 * d['low']:.1f}% – {100 * d['high']:.1f}%")
 
 
 def show_result(result: dict, summary_key: str = "estimate.summary") -> None:

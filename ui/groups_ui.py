@@ -11,19 +11,11 @@ import streamlit as st
 
 from ui import state
 from ui.components import guard
-from ui.i18n import t
+from ui.i18n import say, t
 
 log = logging.getLogger(__name__)
 
 CHOICES = ("", "eye-pair", "person", "prefix", "folder", "regex", "csv")
-
-
-def _plain(text: str) -> str:
-    """Markdown-inert text for st.info/st.warning (which render Markdown)."""
-    out = str(text)
-    for ch in "\\`*_{}[]()#+-.!|<>~$":
-        out = out.replace(ch, "\\" + ch)
-    return out
 
 
 def current_groups(project: dict[str, Any], df: pd.DataFrame) -> pd.Series | None:
@@ -87,7 +79,7 @@ def groups_section(project: dict[str, Any], df: pd.DataFrame) -> None:
     groups = current_groups(project, df)
     if groups is not None and df["split"].ne("").any() and not project.get("resplit"):
         for finding in group_leak(df, groups):
-            st.warning(_plain(finding.message), icon=":material/warning:")
+            st.warning(say(finding.message), icon=":material/warning:")
             if st.button(t("groups.resplit"), key="groups_resplit", type="primary"):
                 state.update_project(project, resplit=True)
                 st.rerun()

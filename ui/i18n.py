@@ -6,28 +6,22 @@ back to English, then to the key itself (logged) so a missing text never breaks 
 """
 from __future__ import annotations
 
-import json
 import logging
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 LANGS: dict[str, str] = {"en": "English", "id": "Bahasa Indonesia"}
 DEFAULT_LANG = "en"
-CATALOGUE_DIR = Path(__file__).resolve().parent.parent / "assets" / "i18n"
+from core.i18n import CATALOGUE_DIR  # noqa: F401  (one home of the catalogues)
 SESSION_KEY = "lang"
 
 
-@lru_cache(maxsize=None)
 def catalogue(lang: str) -> dict[str, str]:
-    path = CATALOGUE_DIR / f"{lang}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        log.error("missing i18n catalogue %s", path)
-        return {}
+    """The one catalogue loader, shared with the engine (core.i18n)."""
+    from core.i18n import catalogue as load
+
+    return load(lang)
 
 
 def normalise(lang: Any) -> str:
@@ -61,16 +55,20 @@ def get_lang() -> str:
 def t(key: str, lang: str | None = None, **fmt: Any) -> str:
     """The text of `key`; every interpolated string is escaped (ui.safe_text.md), because the
     result is shown as Markdown and the values are often names from the user's files."""
+    from core.i18n import local_number
     from ui.safe_text import md
 
-    return _text(key, lang, {k: md(v) if isinstance(v, str) else v for k, v in fmt.items()})
+    code = normalise(lang) if lang else get_lang()
+    return _text(key, code, {k: md(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
 
 
 def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
     """Like t, for places that show plain text (select options, table headers, chart labels)."""
+    from core.i18n import local_number
     from ui.safe_text import plain
 
-    return _text(key, lang, {k: plain(v) if isinstance(v, str) else v for k, v in fmt.items()})
+    code = normalise(lang) if lang else get_lang()
+    return _text(key, code, {k: plain(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
 
 
 def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
@@ -92,3 +90,50 @@ def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
 
 def has(key: str) -> bool:
     return key in catalogue(DEFAULT_LANG)
+
+
+def say(value: Any, lang: str | None = None, plain: bool = False) -> str:
+    """Engine text (a core.i18n.Msg, or its JSON form from a run folder) in the page's language.
+
+    Its parameters (names from the user's files) are escaped for Markdown unless `plain`; any
+    other value is shown as its (escaped) text."""
+    from core import i18n as core_i18n
+    from ui.safe_text import md
+    from ui.safe_text import plain as plain_text
+
+    escape = plain_text if plain else md
+    message = value if isinstance(value, core_i18n.Msg) else core_i18n.from_json(value)
+    if message is None:
+        return escape(str(value)) if value is not None else ""
+    lang = normalise(lang) if lang else get_lang()
+    return _text(message.key, lang, {k: _param(v, lang, escape) for k, v in message.params.items()})
+
+
+def _param(value: Any, lang: str, escape) -> Any:
+    from core import i18n as core_i18n
+
+    if isinstance(value, core_i18n.Msg):
+        return _text(value.key, lang, {k: _param(v, lang, escape) for k, v in value.params.items()})
+    return escape(core_i18n.local_number(value, lang)) if isinstance(value, str) else value
+
+
+# status.json messages written as plain English by older runs (before message_i18n existed)
+_OLD_STATUS_MESSAGES = {"starting": "phase.starting", "preparing the photos": "phase.preparing"}
+
+
+def say_status(status: dict, plain: bool = False) -> str:
+    """A run's (or a job's) one-line status message in the page's language."""
+    coded = status.get("message_i18n")
+    if coded:
+        return say(coded, plain=plain)
+    message = str(status.get("message") or "")
+    if message in _OLD_STATUS_MESSAGES:
+        return t(_OLD_STATUS_MESSAGES[message])
+    return say(message, plain=plain)
+
+
+def num(text: str) -> str:
+    """Numbers in a value shown in a table ("28.0% – 72.0%") the way of the page's language."""
+    from core.i18n import local_numbers_in
+
+    return local_numbers_in(str(text), get_lang())

@@ -21,7 +21,7 @@ import streamlit as st
 from core import figures
 from core import operating_point as op
 from ui.components import guard
-from ui.i18n import t, t_plain
+from ui.i18n import get_lang, num, t, t_plain
 from ui.safe_text import plotly as plotly_text
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,11 @@ FLASH_KEY = "oppoint_saved"
 
 
 def _pct(value) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
+    return "–" if value is None else num(f"{100 * value:.1f}%")
 
 
 def _band(ci) -> str:
-    return "–" if not ci else f"{100 * ci[0]:.1f}% – {100 * ci[1]:.1f}%"
+    return "–" if not ci else num(f"{100 * ci[0]:.1f}% – {100 * ci[1]:.1f}%")
 
 
 def _split_name(split: str) -> str:
@@ -100,11 +100,12 @@ def _table(fig: dict) -> pd.DataFrame:
 
 def _roc(ev: dict, fig: dict, saved: float | None) -> go.Figure:
     # class names become trace names: escaped for plotly, which reads <a href> in its labels
-    chart = figures.roc_figure({**ev, "roc": {plotly_text(k): v for k, v in (ev.get("roc") or {}).items()}})
+    chart = figures.roc_figure({**ev, "roc": {plotly_text(k): v for k, v in (ev.get("roc") or {}).items()}},
+                               lang=get_lang())
     for trace in chart.data:
-        if trace.name == "chance":
+        if trace.mode == "lines" and list(trace.x) == [0, 1] and list(trace.y) == [0, 1]:
             trace.name = t("oppoint.chance")
-        elif str(trace.name).startswith("operating point"):
+        elif trace.mode == "markers":
             trace.name = t_plain("oppoint.point_saved", threshold=f"{saved:.3f}" if saved is not None else "–")
     live = fig["splits"][fig["measured_on"]]
     if live["sensitivity"] is not None and live["specificity"] is not None:

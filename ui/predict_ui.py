@@ -56,3 +56,29 @@ def predict_folder(run_dir: str, folder: str) -> pd.DataFrame:
     if table.empty:
         raise DataError(f"no photos found in {folder}: choose a folder with JPEG or PNG files")
     return table
+
+
+def folder_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The folder results as shown: headers in the page's language, no empty "None" cells, and
+    the screening columns only for a screening run (the CSV download keeps the engine's columns)."""
+    from ui.i18n import t_plain
+
+    def blank(value) -> bool:
+        return value is None or (isinstance(value, float) and value != value)
+
+    view = pd.DataFrame({
+        t_plain("test.col_file"): table["path"],
+        t_plain("test.col_prediction"): [t_plain("test.no_answer_short") if blank(a) and ood else ("–" if blank(a) else a)
+                                         for a, ood in zip(table["answer"], table["ood"])],
+        t_plain("test.col_guess"): [("–" if blank(v) else v) for v in table["label"]],
+        t_plain("test.col_confidence"): table["probability"],
+        t_plain("test.col_topk"): table["top_k"],
+        t_plain("test.col_unusual"): table["ood"].astype(bool),
+    })
+    if table["positive_score"].notna().any():
+        view[t_plain("test.col_positive_score")] = table["positive_score"]
+        view[t_plain("test.col_positive")] = [t_plain("test.yes") if v else t_plain("test.no") if v is not None
+                                              else "–" for v in table["positive"]]
+    if table["error"].notna().any():
+        view[t_plain("test.col_error")] = [("" if blank(e) else e) for e in table["error"]]
+    return view

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core.data.findings import Finding
+from core.i18n import Msg
 
 KEEP = "keep"
 
@@ -36,18 +37,16 @@ def copy_findings(pairs: pd.DataFrame, root: str | None, decisions: dict | None 
         files = sorted(set(rows["file_a"]) | set(rows["file_b"]))
         findings.append(Finding(
             "conflicting_labels", "error",
-            f"{_count(len(rows), 'pair')} of byte-identical photos {_are(len(rows))} filed in two classes, for example "
-            f"{_pair_text(ex, root, 'class')}: one photo cannot belong to two classes; move each to its right class "
-            "or leave out one file of each pair", files, "drop_conflicting"))
+            Msg(_one("finding_body.conflicting_labels", len(rows)), n=f"{len(rows):,}",
+                example=_pair_text(ex, root, "class")), files, "drop_conflicting"))
     open_pairs = pairs[~identical_classes & ~kept]
     rows = open_pairs[open_pairs["scope"] == "across_classes"]
     if len(rows):
         ex = rows.iloc[0]
         findings.append(Finding(
             "near_copy_across_classes", "warning",
-            f"{_count(len(rows), 'pair')} of photos in two classes look like one photo resized, recompressed, cropped "
-            f"or brightened, for example {_pair_text(ex, root, 'class')} (similarity {ex['similarity']:.2f}): "
-            "look at each pair and leave out the one in the wrong class, or keep both; training is not blocked",
+            Msg(_one("finding_body.near_copy_across_classes", len(rows)), n=f"{len(rows):,}",
+                example=_pair_text(ex, root, "class"), similarity=f"{ex['similarity']:.2f}"),
             sorted(set(rows["file_a"]) | set(rows["file_b"]))))
     rows = open_pairs[open_pairs["scope"] == "across_splits"]
     if len(rows):
@@ -55,18 +54,16 @@ def copy_findings(pairs: pd.DataFrame, root: str | None, decisions: dict | None 
         leaked = sorted({_held_out(r) for _, r in rows.iterrows()})
         findings.append(Finding(
             "split_leakage", "warning",
-            f"{_count(len(rows), 'pair')} of copies or near-copies sit in two splits, for example "
-            f"{_pair_text(ex, root, 'split')}: the model is tested on photos it trained on, so its score will look "
-            "better than it is; leave out the val/test photo of each pair", leaked, "drop_leaked"))
+            Msg(_one("finding_body.split_leakage", len(rows)), n=f"{len(rows):,}",
+                example=_pair_text(ex, root, "split")), leaked, "drop_leaked"))
     rows = open_pairs[open_pairs["scope"] == "within_class"]
     if len(rows):
         ex = rows.iloc[0]
         extra = _one_per_pair(rows)
         findings.append(Finding(
             "duplicate_within_class", "warning",
-            f"{_count(len(rows), 'pair')} of copies or near-copies in the same class, for example "
-            f"{_pair_text(ex, root, None)}: copies add nothing and can make accuracy look better than it is; "
-            "leave out one photo of each pair", extra, "drop_duplicates"))
+            Msg(_one("finding_body.duplicate_within_class", len(rows)), n=f"{len(rows):,}",
+                example=_pair_text(ex, root, None)), extra, "drop_duplicates"))
     return findings
 
 
@@ -90,13 +87,14 @@ def _held_out(row) -> str:
     return row["file_a"] if row["split_a"] == "test" else row["file_b"]
 
 
-def _pair_text(row, root: str | None, what: str | None) -> str:
+def _pair_text(row, root: str | None, what: str | None) -> Msg:
     a, b = _short(row["file_a"], root), _short(row["file_b"], root)
     if what == "class":
-        return f"'{a}' (class '{row['class_a']}') and '{b}' (class '{row['class_b']}')"
+        return Msg("finding_body.pair_classes", a=a, b=b, class_a=row["class_a"], class_b=row["class_b"])
     if what == "split":
-        return f"'{a}' ({row['split_a']}) and '{b}' ({row['split_b']})"
-    return f"'{a}' and '{b}'"
+        return Msg("finding_body.pair_splits", a=a, b=b, split_a=Msg(f"finding_body.split.{row['split_a']}"),
+                   split_b=Msg(f"finding_body.split.{row['split_b']}"))
+    return Msg("finding_body.pair", a=a, b=b)
 
 
 def _short(path: str, root: str | None) -> str:
@@ -105,9 +103,6 @@ def _short(path: str, root: str | None) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word if n == 1 else word + 's'}"
-
-
-def _are(n: int) -> str:
-    return "is" if n == 1 else "are"
+def _one(key: str, n: int) -> str:
+    """The catalogue key of a message whose English differs for one pair ('.one') and more."""
+    return f"{key}.one" if n == 1 else key

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import DataError
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ def _check_pixel_limit(img: Image.Image) -> None:
 
 
 def _too_large_message(pixels: int) -> str:
-    return (f"image is too large ({pixels / 1e6:.0f} megapixels): the limit is "
-            f"{MAX_PIXELS / 1e6:.0f} megapixels; shrink the photo or remove it")
+    return Msg.english("decode.too_large", mp=f"{pixels / 1e6:.0f}", limit=f"{MAX_PIXELS / 1e6:.0f}")
 
 
 def _decode(data: bytes, draft_size: int | None = None) -> Image.Image:
@@ -78,15 +78,14 @@ def _decode(data: bytes, draft_size: int | None = None) -> Image.Image:
         raise DataError(_too_large_message(_pixels_in_message(str(exc)))) from None
     except UnidentifiedImageError:
         if not HEIF_SUPPORTED and data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftypheif"):
-            raise DataError("HEIC/HEIF photo (iPhone format) and pillow-heif is not installed: run "
-                            "`pip install pillow-heif`, or convert the photo to JPEG") from None
-        raise DataError(f"{NOT_IMAGE}: the file's content is not a photo format Latih can read") from None
+            raise DataError(Msg.english("decode.heif_missing")) from None
+        raise DataError(Msg.english("decode.not_image")) from None  # starts with NOT_IMAGE
     except OSError as exc:
         if "truncated" in str(exc).lower():
-            raise DataError("file is truncated or damaged: copy it again or remove it") from None
-        raise DataError(f"file is damaged or in an unsupported format ({exc}): remove it") from None
+            raise DataError(Msg.english("decode.truncated")) from None
+        raise DataError(Msg.english("decode.unsupported", detail=str(exc))) from None
     except (SyntaxError, ValueError, EOFError) as exc:  # raised by some PIL decoders on bad data
-        raise DataError(f"file is damaged ({exc}): remove it") from None
+        raise DataError(Msg.english("decode.damaged", detail=str(exc))) from None
 
 
 def _pixels_in_message(message: str) -> int:
@@ -129,7 +128,7 @@ def decode_bytes(data: bytes, name: str = "photo", draft_size: int | None = None
     try:
         return _decode_rgb(data, draft_size)[0]
     except DataError as exc:
-        raise DataError(f"{name}: {exc}") from None
+        raise DataError(Msg.english("decode.named", name=name, error=exc.args[0])) from None
 
 
 def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Image.Image:
@@ -145,7 +144,7 @@ def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Ima
     try:
         return _decode_rgb(data, draft_size)[0]
     except DataError as exc:
-        raise DataError(f"{Path(path).name}: {exc}") from None
+        raise DataError(Msg.english("decode.named", name=Path(path).name, error=exc.args[0])) from None
 
 
 def perceptual_hash(img: Image.Image) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class Finding:
     code: str
     severity: str  # "error" blocks training, "warning" should be looked at, "info" is for the record
-    message: str
+    message: str  # a core.i18n.Msg (a str with its catalogue key): pages show it in their language
     files: list[str] = field(default_factory=list)
     fix: str | None = None
 

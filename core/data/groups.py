@@ -197,11 +197,15 @@ def group_leak(df: pd.DataFrame, groups: pd.Series) -> list[Finding]:
         return []
     rows = keyed[keyed["group"].isin(leaking)].sort_values(["group", "path"])
     pairs = rows.groupby("group")["split"].agg(lambda s: " and ".join(sorted(set(s))))
-    common = pairs.value_counts().index[0]
+    from core.i18n import Msg
+
+    sides_of_common = pairs.value_counts().index[0].split(" and ")
+    split_names = [Msg(f"finding_body.split.{s}") for s in sides_of_common]
+    common = (Msg("finding_body.splits_2", a=split_names[0], b=split_names[1]) if len(split_names) == 2
+              else Msg("finding_body.splits_3", a=split_names[0], b=split_names[1], c=split_names[-1]))
     example = str(leaking[0])
-    message = (f"{len(leaking):,} {'group has' if len(leaking) == 1 else 'groups have'} photos in more than one "
-               f"split (most often {common}; for example group '{example}'): the model is tested on patients it "
-               "trained on, so its score looks better than it is; split again by group")
+    message = Msg("finding_body.group_leak.one" if len(leaking) == 1 else "finding_body.group_leak",
+                  n=f"{len(leaking):,}", common=common, example=example)
     return [Finding("group_leak", "warning", message, rows["path"].tolist(), "resplit")]
 
 

@@ -16,6 +16,7 @@ from core.data import copies
 from core.data.copy_findings import copy_findings
 from core.data.findings import Finding
 from core.data.decode import NOT_IMAGE
+from core.i18n import Msg, names as _name_list
 
 MIN_PHOTOS_ERROR = 2
 MIN_PHOTOS_WARNING = 10
@@ -72,12 +73,9 @@ def check_dataset(df: pd.DataFrame, pairs: pd.DataFrame | None = None, decisions
     return sorted(findings, key=lambda f: SEVERITY_ORDER[f.severity])
 
 
-def _names(paths, root: str | None = None) -> str:
+def _names(paths, root: str | None = None) -> Msg:
     """A few short names for a message: 'a.jpg, b.jpg and 10 more'."""
-    paths = list(paths)
-    shown = [_short(p, root) for p in paths[:EXAMPLES]]
-    more = f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else ""
-    return ", ".join(shown) + more
+    return _name_list([_short(p, root) for p in paths], EXAMPLES)
 
 
 def _short(path: str, root: str | None) -> str:
@@ -86,13 +84,9 @@ def _short(path: str, root: str | None) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _verb(n: int, singular: str, plural: str) -> str:
-    return singular if n == 1 else plural
-
-
-def _plural(n: int, word: str) -> str:
-    plural = word + ("es" if word.endswith(("s", "sh", "ch", "x")) else "s")
-    return f"{n:,} {word if n == 1 else plural}"
+def _one(key: str, n: int) -> str:
+    """The catalogue key of a message whose English differs for one thing ('.one') and more."""
+    return f"{key}.one" if n == 1 else key
 
 
 def _unreadable(df: pd.DataFrame) -> list[Finding]:
@@ -104,14 +98,14 @@ def _unreadable(df: pd.DataFrame) -> list[Finding]:
         files = bad.loc[~not_image, "path"].tolist()
         findings.append(Finding(
             "unreadable", "warning",
-            f"{_plural(len(files), 'photo')} cannot be read (damaged, truncated or too large) and will be left out: "
-            f"{_names(files, root)}. Example: {bad.loc[~not_image, 'error'].iloc[0]}",
+            Msg(_one("finding_body.unreadable", len(files)), n=f"{len(files):,}", names=_names(files, root),
+                example=bad.loc[~not_image, "error"].iloc[0]),
             files, "drop_unreadable"))
     if not_image.any():
         files = bad.loc[not_image, "path"].tolist()
         findings.append(Finding(
             "not_image", "warning",
-            f"{_plural(len(files), 'file')} in the class folders {_verb(len(files), 'is not a photo', 'are not photos')} and will be left out: {_names(files, root)}",
+            Msg(_one("finding_body.not_image", len(files)), n=f"{len(files):,}", names=_names(files, root)),
             files, "drop_not_images"))
     return findings
 
@@ -119,16 +113,14 @@ def _unreadable(df: pd.DataFrame) -> list[Finding]:
 def _classes(df: pd.DataFrame, readable: pd.DataFrame) -> list[Finding]:
     findings = []
     for name in df.attrs.get("empty_classes", []):
-        findings.append(Finding("empty_class", "error",
-                                f"The class folder '{name}' has no photos: add photos to it or delete the folder"))
+        findings.append(Finding("empty_class", "error", Msg("finding_body.empty_class", name=name)))
     # Classes whose files are all unreadable still count, with 0 photos.
     counts = readable["label"].value_counts().reindex(sorted(df["label"].unique()), fill_value=0)
     counts = counts.sort_values(ascending=False, kind="stable")
     if (counts > 0).sum() < 2:
-        have = f"only '{counts.index[0]}'" if (counts > 0).any() else "none"
-        findings.append(Finding("single_class", "error",
-                                f"Training needs at least two classes with photos, this dataset has {have}: "
-                                "add a folder of photos for each other class"))
+        message = (Msg("finding_body.single_class", name=counts.index[0]) if (counts > 0).any()
+                   else Msg("finding_body.no_class"))
+        findings.append(Finding("single_class", "error", message))
     findings += _too_few(readable, counts)
     findings += _imbalance(counts)
     return findings
@@ -142,10 +134,9 @@ def _too_few(readable: pd.DataFrame, counts: pd.Series) -> list[Finding]:
             few = few[few >= MIN_PHOTOS_ERROR]  # already an error; do not say it twice
         if len(few):
             listed = ", ".join(f"'{label}' ({n})" for label, n in few.items())
-            what = "cannot be learned" if severity == "error" else "are too few to learn reliably"
+            key = _one(f"finding_body.too_few_{severity}", len(few))
             findings.append(Finding(
-                "too_few_images", severity,
-                f"Fewer than {limit} photos in {_plural(len(few), 'class')}: {listed}; these {what}, add more photos",
+                "too_few_images", severity, Msg(key, limit=limit, n=f"{len(few):,}", listed=listed),
                 readable.loc[readable["label"].isin(few.index), "path"].tolist()))
     return findings
 
@@ -158,8 +149,8 @@ def _imbalance(counts: pd.Series) -> list[Finding]:
         return []
     big, small = counts.idxmax(), counts.idxmin()
     return [Finding("imbalance", "warning",
-                    f"Classes are unbalanced: '{big}' has {counts.max():,} photos but '{small}' only {counts.min():,} "
-                    f"({ratio:.1f} times fewer); the model may favour '{big}', so add photos of '{small}' if you can")]
+                    Msg("finding_body.imbalance", big=big, small=small, n_big=f"{counts.max():,}",
+                        n_small=f"{counts.min():,}", ratio=f"{ratio:.1f}"))]
 
 
 def _size_shortcut(readable: pd.DataFrame) -> list[Finding]:
@@ -172,10 +163,8 @@ def _size_shortcut(readable: pd.DataFrame) -> list[Finding]:
     big, small = longest.idxmax(), longest.idxmin()
     return [Finding(
         "size_shortcut", "warning",
-        f"Photos of '{big}' are {ratio:.1f} times larger than photos of '{small}' (typical longest side "
-        f"{longest.max():,.0f} px vs {longest.min():,.0f} px): the model could learn image size instead of the "
-        f"disease or feature you care about, and fail on new photos; take or export all photos the same way, "
-        "or at least check that accuracy holds on photos of one size")]
+        Msg("finding_body.size_shortcut", big=big, small=small, ratio=f"{ratio:.1f}",
+            side_big=f"{longest.max():,.0f}", side_small=f"{longest.min():,.0f}"))]
 
 
 def _small_images(readable: pd.DataFrame) -> list[Finding]:
@@ -184,6 +173,6 @@ def _small_images(readable: pd.DataFrame) -> list[Finding]:
         return []
     files = small["path"].tolist()
     return [Finding("small_images", "warning",
-                    f"{_plural(len(files), 'photo')} are smaller than {SMALL_SIDE} px on a side and carry little detail: "
-                    f"{_names(files, readable.attrs.get('root'))}; use larger photos or drop them",
+                    Msg(_one("finding_body.small_images", len(files)), n=f"{len(files):,}", side=SMALL_SIDE,
+                        names=_names(files, readable.attrs.get("root"))),
                     files, "drop_small")]

@@ -1,0 +1,265 @@
+"""In Bahasa Indonesia mode nothing English is shown: every page (with a trained run and a
+dataset with findings), and `latih data check` / `latih train` with LATIH_LANG=id.
+
+A string fails when it is an English catalogue value, or has a word found in no id.json value
+(after user data, numbers and tests/bahasa_scan.ALLOWED are set aside); see tests/bahasa_scan.py.
+One real, tiny training (2 classes x 12 generated photos, feature extraction, 2 epochs).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests import bahasa_scan
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "app.py"
+TIMEOUT = 240
+CLASSES = {"red": (220, 40, 40), "green": (40, 200, 60)}
+
+pytestmark = pytest.mark.usefixtures("navigation_like_a_running_server")
+
+
+def _photo(seed: int, tint, size: int = 64) -> Image.Image:
+    grid = np.random.default_rng(seed).integers(0, 256, (8, 8, 3))
+    return Image.fromarray((grid * 0.6 + np.array(tint) * 0.4).astype(np.uint8)).resize((size, size), Image.NEAREST)
+
+
+def _png(seed: int, tint, size: int = 64) -> bytes:
+    buffer = io.BytesIO()
+    _photo(seed, tint, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _photos_with_findings(root: Path) -> Path:
+    """red/green as trained, plus what the checks flag: a copy within a class, a photo copied
+    into the other class, a tiny photo, a file that is not a photo, and a class of 3 photos."""
+    data = root / "photos"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (data / label).mkdir(parents=True)
+        for i in range(12):
+            _photo(1000 * k + i, tint).save(data / label / f"{label}_{i:02d}.png")
+    shutil.copy(data / "red" / "red_00.png", data / "red" / "red_copy.png")
+    shutil.copy(data / "red" / "red_01.png", data / "green" / "wrong_class.png")
+    _photo(77, CLASSES["green"], size=32).save(data / "green" / "tiny.png")
+    (data / "green" / "notes.png").write_text("not a photo")
+    (data / "blue").mkdir()
+    for i in range(3):
+        _photo(3000 + i, (40, 70, 220)).save(data / "blue" / f"blue_{i}.png")
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from core.config import TrainConfig
+    from core.train import train
+
+    root = tmp_path_factory.mktemp("bahasa-run")
+    clean = root / "clean"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (clean / label).mkdir(parents=True)
+        for i in range(12):
+            _photo(1000 * k + i, tint).save(clean / label / f"{label}_{i:02d}.png")
+    config = TrainConfig(data_path=str(clean), strategy="feature-extraction", epochs=2, image_size=64,
+                         batch_size=8, val_fraction=0.25, test_fraction=0.25, augment="none",
+                         early_stopping_patience=0)
+    result = train(config, workspace=root / "ws")
+    assert result.status == "done", result
+    data = _photos_with_findings(root)
+    # the photo estimate (Model page advice, Evaluate's estimate), by the background job's own code
+    from core import estimate
+
+    folder = estimate.job_dir(str(data), "", root / "ws")
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"data_path": str(data), "groups": "", "n_splits": 2,
+                                                     "n_repeats": 1, "workspace": str(root / "ws")}))
+    estimate._worker(folder)
+    assert estimate.read_job(folder)["state"] == "done", (folder / "status.json").read_text()
+    return data, Path(result.run_dir), folder
+
+
+@pytest.fixture
+def project(trained, workspace):
+    from ui import state
+
+    data, run, estimate_folder = trained
+    copy = workspace / "runs" / run.name
+    shutil.copytree(run, copy)
+    shutil.copytree(estimate_folder, workspace / "estimates" / estimate_folder.name)
+    project = state.new_project("Warna", data_path=str(data), source_kind="folder", language="id")
+    state.add_run(project, copy)
+    return state.load_project(project["id"])
+
+
+def _allowed(project) -> set[str]:
+    data = Path(project["data_path"])
+    names = [project["name"], Path(project["last_run"]).name, *(p.name for p in data.rglob("*")),
+             "a.png", "b.png", "c.png", "p0.png", "p1.png", "p2.png"]  # uploaded on Test
+    return bahasa_scan.user_words(*names)
+
+
+def _open(project: dict, page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["project"] = project["id"]
+    at.query_params["lang"] = "id"
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, f"{page}: " + "\n".join(str(e.value) for e in at.exception)
+    return at
+
+
+def _shown_on_every_page(project, tmp_path) -> list[tuple[str, str]]:
+    shown: list[tuple[str, str]] = []
+    for page in ("home", "data", "model", "train", "evaluate", "runs", "label"):
+        at = _open(project, page)
+        shown += bahasa_scan.strings_of_app(at, page)
+        if page == "data":  # open every finding's photo list and the left-out photos
+            for i, finding in enumerate(at.expander):
+                shown += [(f"data/expander{i}", finding.label)]
+    # Test: one photo (headline, top-k chart), several photos (table), a folder (table)
+    at = _open(project, "test")
+    at.file_uploader(key="test_upload").upload("a.png", _png(7, CLASSES["red"]), "image/png")
+    at.run()
+    shown += bahasa_scan.strings_of_app(at, "test/one")
+    uploader = at.file_uploader(key="test_upload")
+    uploader.upload("b.png", _png(8, CLASSES["green"]), "image/png")
+    uploader.upload("c.png", b"not a photo", "image/png")
+    at.run()
+    shown += bahasa_scan.strings_of_app(at, "test/many")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.png").write_bytes(_png(50 + i, CLASSES["green"]))
+    at.text_input(key="test_folder_path").input(str(folder)).run()
+    at.button(key="test_folder_run").click().run()
+    assert not at.exception
+    shown += bahasa_scan.strings_of_app(at, "test/folder")
+    return shown
+
+
+def test_every_page_in_bahasa_shows_no_english(project, tmp_path):
+    shown = _shown_on_every_page(project, tmp_path)
+    pages = {where.split("/")[0] for where, _ in shown}
+    assert {"home", "data", "model", "train", "evaluate", "runs", "label", "test"} <= pages
+    assert len(shown) > 300, f"suspiciously little text collected: {len(shown)}"
+    bad = bahasa_scan.report(shown, _allowed(project))
+    assert not bad, f"{len(bad)} English or uncatalogued strings in Bahasa mode:\n" + "\n".join(bad)
+
+
+def test_the_scan_catches_english(project):
+    """The checker itself: an English finding body and a pandas None are caught."""
+    allowed = _allowed(project)
+    assert bahasa_scan.problems("2 photos cannot be read and will be left out", allowed)
+    assert bahasa_scan.problems("None", allowed)
+    assert bahasa_scan.problems(bahasa_scan.EN["nav.home"], allowed)
+    assert not bahasa_scan.problems(bahasa_scan.ID["nav.home"], allowed)
+    assert not bahasa_scan.problems("red_01.png 93%", allowed)
+
+
+def test_runs_dropdowns_follow_a_language_switch(project):
+    """The browser keeps a widget's option labels while its identity stays the same: after a
+    language switch each translated dropdown on Runs is a new widget, with the choice kept."""
+    from ui import state
+
+    state.save_project({**project, "language": "en"})
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["project"] = project["id"]
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    ID, EN = bahasa_scan.ID, bahasa_scan.EN
+
+    def box(label):
+        return next(s for s in at.selectbox if s.label == label)
+
+    box(EN["runs.curve_metric"]).set_value("val_loss").run()
+    before = {box(EN["runs.best_by"]).id, box(EN["runs.curve_metric"]).id}
+    at.selectbox(key="ui_lang").set_value("id").run()
+    assert not at.exception
+    best, curve = box(ID["runs.best_by"]), box(ID["runs.curve_metric"])
+    assert {best.id, curve.id}.isdisjoint(before), "same widget identity: the browser keeps the English labels"
+    assert ID["runs.metric_eval_acc"] in best.options and EN["runs.metric_eval_acc"] not in best.options
+    assert ID["curve.val_acc"] in curve.options and EN["curve.val_acc"] not in curve.options
+    assert curve.value == "val_loss"  # the choice survives the switch
+
+
+def _latih(*args, workspace: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LATIH_WORKSPACE": str(workspace), "LATIH_LANG": "id", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "core.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+def test_cli_data_check_and_train_speak_bahasa(trained, workspace, tmp_path):
+    data, _, _ = trained
+    allowed = bahasa_scan.user_words(*(p.name for p in data.rglob("*")), data, workspace)
+    check = _latih("data", "check", data, workspace=workspace)
+    assert check.returncode in (0, 1), check.stderr
+    clean = tmp_path / "clean"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (clean / label).mkdir(parents=True)
+        for i in range(8):
+            _photo(1000 * k + i, tint).save(clean / label / f"{label}_{i:02d}.png")
+    train = _latih("train", clean, "--image-size", "64", "--epochs", "2", "--augment", "none", workspace=workspace)
+    assert train.returncode == 0, train.stderr
+    runs = list((workspace / "runs").iterdir())
+    from core.config import STRATEGIES
+
+    # the run folders, and the --strategy values that the CLI names so that they can be typed
+    allowed |= bahasa_scan.user_words(*(r.name for r in runs), clean, *STRATEGIES)
+    lines = [("data check", line) for line in (check.stdout + check.stderr).splitlines()]
+    lines += [("train", line) for line in (train.stdout + train.stderr).splitlines()]
+    assert len(lines) > 5
+    bad = bahasa_scan.report([(w, _no_bar(s)) for w, s in lines], allowed)
+    assert not bad, f"{len(bad)} English or uncatalogued CLI lines with LATIH_LANG=id:\n" + "\n".join(bad)
+
+
+def _no_bar(line: str) -> str:
+    """A tqdm line without its terminal codes and its drawn bar; its label, unit and postfix stay."""
+    line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", " ", line)
+    return re.sub(r"\|[^|]*\|", " ", line)
+
+
+# Bahasa values equal to the English ones, each the same word in both languages.
+SAME_IN_BOTH = {
+    "home.title": "Latih, the product's name",
+    "data.title": "'Data' is an Indonesian word", "nav.data": "'Data' is an Indonesian word",
+    "model.title": "'Model' is an Indonesian word", "nav.model": "'Model' is an Indonesian word",
+    "card.data_title": "'Data' is an Indonesian word", "card.model_title": "'Model' is an Indonesian word",
+    "runs.col_status": "'Status' is an Indonesian word",
+    "test.tab_folder": "'Folder' is in the KBBI and is what Indonesian file managers say",
+    "metric.f1": "an abbreviation used as is in Indonesian", "metric.pr_auc": "an abbreviation used as is",
+    "metric.roc_auc": "an abbreviation used as is", "estimate.metric.auc": "an abbreviation used as is",
+    "core.names": "only a placeholder (a list of file names)",
+    "decode.named": "only placeholders (a file name and its problem)",
+}
+
+
+def test_bahasa_values_equal_to_english_are_the_same_word_in_both_languages():
+    en, idn = bahasa_scan.EN, bahasa_scan.ID
+    same = sorted(k for k in en if en[k].strip() == idn[k].strip())
+    assert set(same) <= set(SAME_IN_BOTH), f"English left in id.json: {sorted(set(same) - set(SAME_IN_BOTH))}"
+
+
+def test_model_card_in_bahasa_has_no_english(project):
+    """The exported card (Runs page: in the page's language) outside its code: code blocks and
+    `identifiers` (backbone, strategy and weights names, pip commands) are the same in any language."""
+    from core.export import model_card
+
+    card = model_card(project["last_run"], lang="id")
+    prose = re.sub(r"```.*?```", " ", card, flags=re.S)
+    prose = re.sub(r"`[^`]*`", " ", prose)
+    lines = [("model card", line) for line in prose.splitlines() if line.strip()]
+    assert len(lines) > 15
+    bad = bahasa_scan.report(lines, _allowed(project))
+    assert not bad, f"{len(bad)} English lines in the Bahasa model card:\n" + "\n".join(bad)
+    assert model_card(project["last_run"], lang="en").startswith("# Model card: ")
