@@ -50,6 +50,12 @@ def add_train(commands, common) -> None:
         "or balanced-sampler (default none)")
     add("--label-smoothing", type=float, help="soften the training targets a little, e.g. 0.1 (default 0)")
     add("--device", choices=("auto", "cpu", "cuda", "mps"), help="processor to train on (default auto)")
+    add("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="number format of fine-tuning (default "
+        "auto: bf16/channels_last only where measured to help on this processor and model; fp16 needs CUDA)")
+    add("--compile", action="store_true", default=None, help="torch.compile the model before fine-tuning "
+        "(CUDA only; pays off only for long runs)")
+    add("--workers", dest="num_workers", type=int, help="photo-loading processes (default auto: none on the CPU, "
+        "up to 8 on a GPU machine)")
     add("--name", dest="run_name", help="short name for the run folder (default: the dataset folder's name)")
     add("--config", metavar="CONFIG.json", help="start from the settings in this file (e.g. a run's "
         "config.json); options given here override it")
@@ -64,7 +70,7 @@ _FLAG_TO_FIELD = {"patience": "early_stopping_patience"}
 _TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "lr", "backbone_lr", "batch_size", "image_size",
                 "augment", "seed", "val_fraction", "test_fraction", "weights", "positive_class",
                 "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name",
-                "groups", "resplit")
+                "groups", "resplit", "precision", "compile", "num_workers")
 
 def add_repeat(commands, common) -> None:
     repeat = commands.add_parser("repeat", parents=[common], help="train again from a run's saved settings")

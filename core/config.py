@@ -47,10 +47,13 @@ class TrainConfig:
     head_epochs: int = 3  # two-stage: epochs on the head before unfreezing
     lr: float | None = None  # head LR; None -> DEFAULT_HEAD_LR
     backbone_lr: float | None = None  # unfrozen layers; None -> DEFAULT_BACKBONE_LR[strategy]
-    layer_decay: float = 0.75  # full / two-stage: LR shrinks by this per block towards the input
+    # full / two-stage: LR shrinks by this per layer towards the input. 1.0 (off) by default: timm
+    # counts every block as a layer (17 in Lite0), so 0.75 left Lite0's stem at 1% of the top LR
+    # and short fine-tunes fell short of a plain loop (issue 12, bench/bench_finetune.py)
+    layer_decay: float = 1.0
     unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn
     weight_decay: float = 0.01
-    warmup_epochs: int = 1
+    warmup_epochs: int = 0  # a warm-up epoch cost a third of a 3-epoch budget (issue 12)
     label_smoothing: float = 0.0
     imbalance: str = "none"
     batch_size: int = 32
@@ -70,7 +73,13 @@ class TrainConfig:
     early_stopping_patience: int = 5  # 0 disables
     monitor: str = "val_loss"
     device: str = "auto"  # auto | cpu | cuda | mps
-    num_workers: int = 0
+    # photo-loading worker processes; None = auto (core.loader.worker_count: none on the CPU,
+    # where they would take cores from the model, up to 8 on a GPU machine)
+    num_workers: int | None = None
+    # number format of fine-tuning: "auto" (core.precision.AUTO_CHOICES: only what was measured
+    # to help on this kind of processor and backbone), "fp32", "bf16" or "fp16" (CUDA only)
+    precision: str = "auto"
+    compile: bool = False  # torch.compile the model before fine-tuning (CUDA; pays off only for long runs)
     positive_class: str | None = None  # screening mode: the class to catch
     target_sensitivity: float = 0.95
     run_name: str | None = None
@@ -112,6 +121,10 @@ class TrainConfig:
             problems.append("label smoothing must be between 0 and 1")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             problems.append(f"device must be auto, cpu, cuda or mps (got {self.device!r})")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"precision must be auto, fp32, bf16 or fp16 (got {self.precision!r})")
+        if self.num_workers is not None and not 0 <= self.num_workers <= 64:
+            problems.append(f"num_workers must be between 0 and 64 (got {self.num_workers})")
         if self.cv_fold:
             from core.cross_validation import parse_fold
 

@@ -26,7 +26,10 @@ from torch import nn
 from core import runs
 from core.callbacks import CallbackList, TrainContext
 from core.config import TrainConfig
-from core.device import PeakMemory, autocast_for, to_device, use_channels_last
+from core.device import PeakMemory
+from core.finetune_step import FineTuneStep
+from core.loader import loader_options, to_device as batch_to_device, worker_count
+from core.precision import choose as choose_precision, configure_cuda
 from core.feature_cache import cached_feature, store_feature
 from core.forward import FEATURE_BATCH, forward_photos
 from core.prepare import PreparedData, Preprocessing
@@ -243,48 +246,60 @@ class Trainer(ResumableStages):
                  len(groups), c.head_lr, c.unfrozen_lr)
         loader = self._train_loader()
         scheduler = self._scheduler(optimizer, len(loader), epochs)  # a fresh warm-up for the unfrozen layers
-        amp = autocast_for(device)
-        scaler = torch.amp.GradScaler("cuda") if amp.dtype == torch.float16 and device.type == "cuda" else None
-        if use_channels_last(device):
+        precision = choose_precision(c.precision, device, c.backbone)
+        if precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        configure_cuda()
+        forward_model = self.model
+        if c.compile and device.type == "cuda":  # the saved weights stay the plain model's
+            forward_model = torch.compile(self.model)
+        step = FineTuneStep(forward_model, optimizer, self.loss_fn, precision, c.batch_size,
+                            on_halve=self._batch_halved)
+        log.info("fine-tuning in %s%s, %d loader workers", precision.name,
+                 ", channels_last" if precision.channels_last else "", loader.num_workers)
         done = self._enter_stage(optimizer, scheduler)
         for _ in range(epochs - done):
             self._start_epoch()
             started = time.perf_counter()
-            total_loss, correct, seen = self._finetune_epoch(loader, optimizer, scheduler, amp, scaler)
+            total_loss, correct, seen = self._finetune_epoch(loader, step, scheduler)
             seconds = time.perf_counter() - started
             val = self._validate_photos()
-            self._end_epoch(self._metrics("finetune", total_loss, correct, seen, val, optimizer, seconds))
+            metrics = self._metrics("finetune", total_loss, correct, seen, val, optimizer, seconds)
+            metrics.update(precision=step.precision.name, batch_part=step.batch_part)
+            if step.guard.fell_back:
+                self._say_status(precision_fallback=True)
+            self._end_epoch(metrics)
             if self.ctx.should_stop:
                 break
 
-    def _finetune_epoch(self, loader, optimizer, scheduler, amp, scaler):
+    def _finetune_epoch(self, loader, step: FineTuneStep, scheduler):
         from core.freezing import set_frozen_bn_eval
 
         device = self.ctx.device
         self.model.train()
         set_frozen_bn_eval(self.model)
         total_loss, correct, seen = 0.0, 0, 0
-        for step, (images, labels) in enumerate(loader, start=1):
-            images, labels = to_device(images, device), labels.to(device)
-            with amp.context():
-                logits = self.model(images)
-                loss = self.loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+        for index, (images, labels) in enumerate(loader, start=1):
+            images = batch_to_device(images, device, step.precision.channels_last)
+            labels = labels.to(device, non_blocking=device.type == "cuda")
+            loss, logits = step(images, labels)
             scheduler.step()
-            total_loss += loss.item() * len(labels)
+            total_loss += loss * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
             seen += len(labels)
             self.memory.sample()
-            self.hooks.on_batch_end(self.ctx, step, len(loader), loss.item())
+            self.hooks.on_batch_end(self.ctx, index, len(loader), loss)
         return total_loss, correct, seen
+
+    def _batch_halved(self, part: int) -> None:
+        """core/oom.py halved the batch: status.json tells the Train page (and metrics the story)."""
+        self._say_status(batch_part=part, batch_size=self.config.batch_size)
+
+    def _say_status(self, **fields) -> None:
+        try:
+            runs.update_status(self.ctx.run_dir, **fields)
+        except OSError as exc:  # a note for people; never worth failing the training
+            log.warning("status note not written: %s", exc)
 
     def _train_loader(self):
         from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -299,10 +314,10 @@ class Trainer(ResumableStages):
                                             generator=self.generator)
         # A last batch of one photo breaks BatchNorm in train mode: drop it.
         drop_last = len(dataset) % self.config.batch_size == 1 and len(dataset) > self.config.batch_size
+        workers = worker_count(self.config.num_workers, self.ctx.device)
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=sampler is None, sampler=sampler,
-                          generator=self.generator, num_workers=self.config.num_workers, drop_last=drop_last,
-                          pin_memory=self.ctx.device.type == "cuda",
-                          persistent_workers=self.config.num_workers > 0)
+                          generator=self.generator, drop_last=drop_last,
+                          **loader_options(workers, self.ctx.device))
 
     def _validate_photos(self) -> dict:
         _, logits = forward_photos(self.model, self.data.frames["val"], self.data.class_names, self.prep,

@@ -131,6 +131,11 @@ def live(run_dir: str, was_active: bool) -> None:
         st.error(t("hardening.died"), icon=":material/heart_broken:")
     else:
         st.error(t("train.failed", message=say_status(status, plain=True)), icon=":material/error:")
+    if status.get("batch_part"):  # core/oom.py: out of GPU memory, the batch now runs in parts
+        st.warning(t("speed.batch_halved", part=int(status["batch_part"]), batch=int(status.get("batch_size") or 0)),
+                   icon=":material/memory:")
+    if status.get("precision_fallback"):
+        st.info(t("speed.fp32_fallback"), icon=":material/functions:")
     if state_name in ("failed", "stopped"):
         from core.resume import can_resume
 
