@@ -84,7 +84,7 @@ def plain_way(data: Path, epochs: int, seed: int) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from core.backbones import create_backbone, data_config
+    from core.weights import create_backbone, data_config
 
     torch.manual_seed(seed)
     model = create_backbone(BACKBONE, 2, weights="pretrained")

@@ -97,7 +97,7 @@ def plain_loop(backbone: str, data: Path, batch: int, epochs: int = 2) -> float:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from core.backbones import create_backbone
+    from core.weights import create_backbone
 
     torch.manual_seed(0)
     weights = "pretrained" if backbone in OFFLINE_WEIGHTS else "scratch"

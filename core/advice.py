@@ -111,7 +111,6 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
               val_fraction: float = 0.2, progress=None, device: str = "auto",
               image_size: int | None = None) -> Advice:
     """Probe the photos of a scanned dataset (readable rows) and recommend a strategy."""
-    from core.cost import estimate_cost
     from core.cross_validation import cross_validate
     from core.data.split import split_groups
     from core.features import familiarity, frozen_features
@@ -130,11 +129,14 @@ def recommend(df: pd.DataFrame, backbone: str = DEFAULT_BACKBONE, workspace=None
     strategy, code, reason = decide(probe, fam, n_train)
     changes = recipe(strategy)
     other = FINE_TUNE_RECIPE if strategy == "feature-extraction" else FEATURE_RECIPE
-    base = TrainConfig(data_path=".")
-    expected = estimate_cost(backbone, strategy, len(rows), epochs=changes.get("epochs", base.epochs),
-                             val_fraction=val_fraction)["seconds"]
-    alternative = estimate_cost(backbone, other["strategy"], len(rows), epochs=other.get("epochs", base.epochs),
-                                val_fraction=val_fraction)["seconds"]
+    # Priced on this computer when its speed is measured (core.time_estimate), else rough; the
+    # Model page shows the same figures for the same choices.
+    from core.time_estimate import estimate as time_on_this_computer
+
+    base = TrainConfig(data_path=".", backbone=backbone, image_size=image_size, val_fraction=val_fraction,
+                       device=device)
+    expected = time_on_this_computer(base.replace(**changes), rows, workspace).seconds
+    alternative = time_on_this_computer(base.replace(**other), rows, workspace).seconds
     log.info("advice: %s (probe %.3f, familiarity %.3f, %d photos)", strategy, probe, fam, len(rows))
     return Advice(strategy, reason, changes, round(probe, 4), round(fam, 4), len(rows), expected, alternative,
                   {"probe_interval": [cv.accuracy.low, cv.accuracy.high], "classes": class_names, "code": code,

@@ -278,6 +278,7 @@ class CancelFile(Callback):
         # evaluation (which report progress too); cancelling those would fail the run.
         if not self.fired and self.path is not None and self.path.exists():
             self.fired = True
+            set_phase(self.path.parent, "stopping")  # the page words it: saving the best model
             raise Cancelled("stopped by the user")
 
     def on_progress(self, ctx, task, done, total):
@@ -288,6 +289,16 @@ class CancelFile(Callback):
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         self._check()
+
+
+def set_phase(run_dir: Path, phase: str) -> None:
+    """status.json's `phase` code (core.run_progress phases), for the pages to put in words."""
+    from core.runs import update_status
+
+    try:
+        update_status(run_dir, phase=phase)
+    except Exception as exc:  # the phase is for people; never worth failing a training
+        log.warning("phase not written: %s", exc)
 
 
 class StatusLine(Callback):
@@ -307,19 +318,22 @@ class StatusLine(Callback):
     def on_stage_start(self, ctx, stage, epochs):
         from core.i18n import Msg
 
-        self._say(Msg("phase.head" if stage == "head" else "phase.fine_tune"), stage=stage)
+        self._say(Msg("phase.head" if stage == "head" else "phase.fine_tune"), stage=stage, phase="epoch")
 
     def on_progress(self, ctx, task, done, total):
         from core.i18n import Msg
 
         if done == 0 or done == total:
-            self._say(Msg("phase.task_count", task=_task_text(task), done=done, total=total))
+            from core.run_progress import parse_task
+
+            self._say(Msg("phase.task_count", task=_task_text(task), done=done, total=total),
+                      phase=parse_task(task)[0])
 
     def on_epoch_start(self, ctx):
         from core.i18n import Msg
 
         self._say(Msg("phase.epoch", epoch=ctx.epoch, total=ctx.total_epochs), epoch=ctx.epoch,
-                  epochs_total=ctx.total_epochs)
+                  epochs_total=ctx.total_epochs, phase="epoch")
 
 
 def _task_text(task: str):
@@ -331,6 +345,8 @@ def _task_text(task: str):
     match = re.fullmatch(r"(\w+) \((\w+)\)", task)
     if match and f"phase.task.{match[1]}" in catalogue("en") and match[2] in ("train", "val", "test"):
         return Msg(f"phase.task.{match[1]}", split=Msg(f"figure.split.{match[2]}"))
+    if re.fullmatch(r"\w+", task) and f"phase.task.{task}" in catalogue("en"):  # e.g. "validation"
+        return Msg(f"phase.task.{task}")
     return task
 
 
@@ -366,4 +382,4 @@ class CallbackList:
 
 
 __all__ = ["TrainContext", "Callback", "EarlyStopping", "BestCheckpoint", "MetricsLogger", "ProgressBar",
-           "CancelFile", "StatusLine", "FunctionCallback", "CallbackList", "save_weights"]
+           "CancelFile", "StatusLine", "FunctionCallback", "CallbackList", "save_weights", "set_phase"]

@@ -22,6 +22,7 @@ import os
 import secrets
 import socket
 import sys
+import time
 from pathlib import Path
 
 from core.errors import LatihError
@@ -56,6 +57,35 @@ def check_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError) as exc:
         log.error("the field-mode password hash is malformed (%s): every password is refused", exc)
         return False
+
+
+COOKIE = "latih_field"
+COOKIE_HOURS = 12
+
+
+def _cookie_key(stored: str) -> bytes:
+    # Why derived from the stored hash: it holds a salt drawn afresh at each `latih serve --lan`,
+    # so a restart or a new password ends every earlier cookie, and no other secret is kept.
+    return hashlib.sha256(b"latih-field-cookie\0" + stored.encode()).digest()
+
+
+def session_token(stored: str, now: float | None = None, hours: float = COOKIE_HOURS) -> str:
+    """A signed token for the browser that gave the right password: its expiry time and an
+    HMAC of it; it holds neither the password nor its hash."""
+    expires = int((time.time() if now is None else now) + hours * 3600)
+    signature = hmac.new(_cookie_key(stored), f"{COOKIE}|{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{signature}"
+
+
+def check_token(token: str | None, stored: str, now: float | None = None) -> bool:
+    """True when `token` was made by `session_token` for this hash and has not expired."""
+    if not isinstance(token, str) or not token or not stored:
+        return False
+    expires, _, signature = token.partition(".")
+    if not expires.isdigit() or int(expires) < (time.time() if now is None else now):
+        return False
+    expected = hmac.new(_cookie_key(stored), f"{COOKIE}|{expires}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
 
 
 def new_password() -> str:

@@ -137,7 +137,10 @@ class Trainer(ResumableStages):
         return {"epoch": self.ctx.epoch, "stage": stage,
                 "train_loss": float(train_loss / max(n_train, 1)), "train_acc": float(train_correct / max(n_train, 1)),
                 "val_loss": val["loss"], "val_acc": val["acc"], "val_f1": val["f1"], "lr": float(head_lr),
-                "seconds": round(seconds, 4), "images_per_s": round(n_train / max(seconds, 1e-9), 1),
+                "seconds": round(seconds, 4),
+                # photos read and run through the model per second; a head on cached features
+                # reads none (it used to report tens of thousands "photos" per second)
+                "images_per_s": round(n_train / max(seconds, 1e-9), 1) if stage == "finetune" else None,
                 "peak_mem_mb": self.memory.peak_mb()}
 
     # ---- stage 1: the head on cached features --------------------------------------------
@@ -318,7 +321,8 @@ class Trainer(ResumableStages):
 
     def _validate_photos(self) -> dict:
         _, logits = forward_photos(self.model, self.data.frames["val"], self.data.class_names, self.prep,
-                                   self.ctx.device, batch_size=self.config.batch_size, memory=self.memory)
+                                   self.ctx.device, batch_size=self.config.batch_size, memory=self.memory,
+                                   progress=self._progress("validation"))
         return self._score(torch.from_numpy(logits), self.labels["val"])
 
     # ---- the end -------------------------------------------------------------------------

@@ -32,13 +32,36 @@ class PreparedData:
 
 
 
+def reading_progress(run_dir: Path, interval_s: float = 0.5) -> Callable[[int, int], None]:
+    """progress(done, total) of the scan as "reading photos" lines in metrics.jsonl (at most
+    every interval_s, and the last), so the page counts the photos from the first second."""
+    import json
+    import time
+
+    last = [0.0]
+
+    def write(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done != total and now - last[0] < interval_s:
+            return
+        last[0] = now
+        try:
+            with open(Path(run_dir) / runs.METRICS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"type": "progress", "task": "reading photos", "done": int(done),
+                                         "total": int(total), "time": round(time.time(), 3)}) + "\n")
+        except OSError as exc:  # progress is for people; never worth failing a training
+            log.warning("reading progress not written: %s", exc)
+
+    return write
+
+
 def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     """Scan, check (errors stop training), split (saved as splits.csv)."""
     from core.data.scan import scan
     from core.data.split import assign_splits
     from core.data.validate import check_dataset
 
-    df = scan(config.data_path, workspace=workspace)
+    df = scan(config.data_path, workspace=workspace, progress=reading_progress(run_dir))
     if config.exclude:
         left_out = df["path"].isin(set(config.exclude))
         log.info("leaving out %d photos listed in the config's exclude (%d listed)", int(left_out.sum()),

@@ -186,6 +186,9 @@ def _finish(trainer: Trainer, status: str, message: str, started: float) -> Trai
     runs.update_meta(run_dir, best_epoch=ctx.best_epoch)
     with timed("outputs"):
         trainer.write_outputs()
+    from core.callbacks import set_phase
+
+    set_phase(run_dir, "evaluation")
     with timed("evaluation"):
         evaluation, problem = _evaluate(run_dir)
     wall = time.perf_counter() - started

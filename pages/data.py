@@ -131,7 +131,8 @@ with guard("copies"):
 if excluded:
     with st.expander(t("data.excluded_title", n=len(excluded))):
         st.caption(t("data.excluded_help"))
-        st.dataframe({t("data.col_file"): excluded}, hide_index=True)
+        st.dataframe({t("data.col_file"): data_ops.short_paths(excluded, project.get("data_path"), df_all)},
+                     hide_index=True)
         if st.button(t("data.restore"), key="data_restore_excluded"):
             state.update_project(project, excluded=[], copy_decisions={})
             st.rerun()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.config import AUGMENT_PRESETS, STRATEGIES, TrainConfig, recommend_strategy
 from core.errors import LatihError
-from ui import estimate_ui, model_info, state
+from ui import estimate_ui, model_info, state, time_advice
 from ui.components import frame, guard, next_step, page_header, require_data, require_project
 from ui.i18n import say, t
 
@@ -37,7 +37,8 @@ chosen = model.get("backbone") or model_info.default_backbone()
 
 
 def backbone_card(spec, container) -> None:
-    info = model_info.card_info(spec, n_usable, model.get("strategy") or recommend_strategy(n_train)[0], draft)
+    info = model_info.card_info(spec, n_usable, model.get("strategy") or recommend_strategy(n_train)[0], draft,
+                                measured=card_config, df=df)
     with container.container(border=True):
         is_chosen = spec.name == chosen
         st.markdown(f"**{spec.display_name}**" + (" :material/check_circle:" if is_chosen else ""))
@@ -56,6 +57,10 @@ def backbone_card(spec, container) -> None:
             state.change_fields(project, {"model/backbone": spec.name})
             st.rerun()
 
+
+card_config = None
+with guard("config"):
+    card_config = model_info.build_config(project, df)  # priced per backbone on this computer when measured
 
 with guard("backbones"):
     specs = model_info.backbones()
@@ -86,12 +91,17 @@ strategy = st.radio(
     captions=[t(f"strategy.{s}.help") for s in STRATEGIES], help=t("help.freeze"),
     **state.bind("model_strategy", "model/strategy"),
 )
+times = None
+with guard("time on this computer"):
+    times = time_advice.measured_estimates(model_info.build_config(project, df).replace(strategy=strategy), df)
 if photo_advice:
-    estimate_ui.advice_note(photo_advice)
+    estimate_ui.advice_note(photo_advice, seconds=(times or {}).get(photo_advice["strategy"], {}).get("seconds"))
 else:
     st.info(t("model.recommendation", n=n_train, strategy=t(f"strategy.{recommended}"),
               reason=t(f"strategy.{recommended}.why")), icon=":material/recommend:")
     estimate_ui.advice_button(project)
+with guard("time on this computer"):
+    time_advice.section(model_info.build_config(project, df).replace(strategy=strategy), df, photo_advice)
 model["strategy"] = strategy
 # The photos recipe (core.advice) goes with the strategy they called for; written field-wise.
 wants_recipe = bool(photo_advice) and strategy == recommended

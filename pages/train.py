@@ -102,6 +102,15 @@ def device_panel() -> None:
         st.caption(device_summary())
 
 
+def _stop(run_dir: str) -> None:
+    """on_click: runs before the rerun, so that rerun already says "stopping"."""
+    with guard("stop"):
+        jobs.stop(run_dir)
+
+
+n_photos = int(df["readable"].sum())
+
+
 @st.fragment(run_every=1.0 if mine_active else None)
 def live(run_dir: str, was_active: bool) -> None:
     status = _status(run_dir)
@@ -115,13 +124,19 @@ def live(run_dir: str, was_active: bool) -> None:
     if state_name == "queued":
         st.info(t("train.queued", position=status.get("position") or 1), icon=":material/hourglass_top:")
     elif state_name == "running":
-        st.progress(info["fraction"], text=t("train.progress", epoch=info["epoch"], total=info["epochs_total"],
-                                             pct=int(info["fraction"] * 100), elapsed=fmt_seconds(info["elapsed"]),
-                                             eta=fmt_seconds(info["eta"])))
-        if epochs.empty and batches.empty and status.get("message"):
-            st.caption(t("train.now", message=say_status(status, plain=True)))  # e.g. preparing the photos
-        elif info["fraction"] >= 0.999:
-            st.caption(t("train.finishing"))
+        now = progress.live_progress(run_dir, status, n_photos)
+        if now.stopping:  # at once, from the STOP file: the engine finishes its batch, then saves
+            st.warning(t("progress.stopping", seconds=fmt_seconds(progress.stopping_seconds(run_dir))),
+                       icon=":material/stop_circle:")
+            if now.phase == "outputs" and now.counted:
+                st.progress(min(now.done / now.total, 1.0), text=progress.phase_text(now))
+        else:
+            st.progress(now.fraction, text=progress.overall_text(now, info["elapsed"]))
+            if now.counted:
+                st.progress(min(now.done / max(now.total, 1), 1.0), text=progress.phase_text(now))
+            st.caption(t("train.now", message=t(f"progress.now.{now.phase}")))
+        if now.rate:
+            st.caption(t("progress.rate", rate=f"{now.rate:,.1f}"))
     elif state_name == "done":
         st.success(t("train.done", time=fmt_seconds(info["elapsed"])), icon=":material/check_circle:")
     elif state_name == "stopped":
@@ -146,14 +161,15 @@ def live(run_dir: str, was_active: bool) -> None:
                 st.rerun(scope="app")
 
     if state_name in ("queued", "running"):
-        if st.button(t("train.stop"), key="train_stop", icon=":material/stop:", help=t("train.stop_help")):
-            with guard("stop"):
-                jobs.stop(run_dir)
-                st.toast(t("train.stop_requested"))
+        if not progress.stop_requested(run_dir):  # after Stop the page says "stopping", with no live button
+            st.button(t("train.stop"), key="train_stop", icon=":material/stop:", help=t("train.stop_help"),
+                      on_click=_stop, args=(run_dir,))
         device_panel()
     if not epochs.empty:
         last = epochs.iloc[-1]
         cols = st.columns(4)
+        if "stage" in last and last.get("stage") != "finetune":
+            last = last.drop(labels=["images_per_s"], errors="ignore")  # a head on cached features: no photos read
         for col, key, label, fmt in zip(cols, ("val_acc", "val_loss", "val_f1", "images_per_s"),
                                         ("train.metric_val_acc", "train.metric_val_loss", "train.metric_val_f1",
                                          "train.metric_speed"), ("{:.1%}", "{:.3f}", "{:.1%}", "{:.0f}")):
@@ -162,8 +178,6 @@ def live(run_dir: str, was_active: bool) -> None:
                            help=t("train.metric_last_epoch", epoch=int(last.get("epoch", 0))))
     if not epochs.empty or not batches.empty:
         st.plotly_chart(progress.curves_figure(epochs, batches), key="train_curves")
-    elif state_name == "running":
-        st.caption(t("train.preparing"))
     if was_active and state_name not in ("queued", "running"):
         st.rerun(scope="app")  # stop polling, show the next steps
 

@@ -207,6 +207,22 @@ def test_field_mode_asks_for_the_password_on_every_page(monkeypatch):
     assert any("https://127.0.0.2:8443" in c.value.replace("\\", "") for c in at.caption)
 
 
+def test_field_cookie_is_signed_expires_and_ends_with_the_server_run():
+    from core import field
+
+    stored = field.hash_password("right-horse")
+    token = field.session_token(stored, now=1_000_000)
+    assert "right-horse" not in token and stored not in token
+    assert field.check_token(token, stored, now=1_000_000 + 3600)
+    assert not field.check_token(token, stored, now=1_000_000 + (field.COOKIE_HOURS + 1) * 3600), "expired"
+    expires, signature = token.split(".")
+    assert not field.check_token(f"{int(expires) + 86400}.{signature}", stored, now=1_000_000), "expiry edited"
+    assert not field.check_token(f"{expires}.{signature[:-1]}0", stored, now=1_000_000)
+    assert not field.check_token(token, field.hash_password("right-horse"), now=1_000_000), \
+        "a new `serve --lan` (a new salt) ends the old cookies"
+    assert not field.check_token(None, stored) and not field.check_token("garbage", stored)
+
+
 def test_password_hash_and_certificate(tmp_path):
     from cryptography import x509
 

@@ -400,3 +400,17 @@ def test_train_page_says_when_the_run_waits_in_the_queue(make_dataset, monkeypat
     _no_exception(at, "queued")
     assert queued
     assert any(EN["train.queued"].split(":")[0] in i.value for i in at.info), [i.value for i in at.info]
+
+
+def test_data_page_lists_left_out_photos_by_class_and_file_not_the_workspace_path(make_dataset):
+    data = make_dataset(("red", "green"), n=12)
+    shutil.copy(data / "red" / "red_000.png", data / "green" / "copied_from_red.png")
+    project = _project(data)
+    at = _open(_app(project=project["id"]), "data")
+    fix = [b for b in at.button if b.key and b.key.startswith("data_fix_") and "conflicting" in b.key]
+    fix[0].click().run()
+    _no_exception(at, "after the fix")
+    tables = [d.value for d in at.dataframe if EN["data.col_file"] in getattr(d.value, "columns", [])]
+    assert tables, "no table of left-out photos"
+    shown = sorted(tables[0][EN["data.col_file"]].tolist())
+    assert shown == ["green/copied_from_red.png", "red/red_000.png"], shown

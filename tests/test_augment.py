@@ -69,3 +69,18 @@ def test_unknown_preset_and_help():
     with pytest.raises(LatihError, match="light"):
         build_train_transform("sparkly", 64, MEAN, STD)
     assert set(PRESET_HELP) == set(PRESETS) and all(PRESET_HELP[p] for p in PRESETS)
+
+
+def test_light_preview_variants_all_differ_on_a_wide_photo():
+    """With crops of 80-100% a 3:2 photo rarely fits a 3/4..4/3 crop, and albumentations fell back
+    to the same centre crop: several of the eight "variants" were pixel-identical."""
+    import numpy as np
+
+    from core.augment import preview
+
+    yy, xx = np.mgrid[0:300, 0:450]
+    photo = np.stack([xx * 255 // 450, yy * 255 // 300, (xx // 30 + yy // 30) % 2 * 200], axis=-1).astype(np.uint8)
+    shots = preview(photo, "light", image_size=160, n=8, seed=0)
+    diffs = [np.abs(shots[i].astype(int) - shots[j].astype(int)).mean() for i in range(8) for j in range(i + 1, 8)]
+    assert min(diffs) > 1.0, f"{sum(d == 0 for d in diffs)} of {len(diffs)} pairs of variants are identical"
+    assert preview(photo, "light", image_size=160, n=8, seed=0)[3].tobytes() == shots[3].tobytes()  # seeded

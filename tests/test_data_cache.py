@@ -19,7 +19,7 @@ def test_cache_stores_shorter_side_and_reuses_the_file(tmp_path, make_image, mon
     cache = ImageCache(tmp_path / "cache", size=100)
     array = cache.get(photo, "ab" * 20)
     assert array.shape == (100, 200, 3) and array.dtype == np.uint8
-    assert cache.file_for("ab" * 20).exists() and cache.file_for("ab" * 20).name == f"{'ab' * 20}_100.npy"
+    assert cache.file_for("ab" * 20).exists() and cache.file_for("ab" * 20).name == f"{'ab' * 20}_100.jpg"
     monkeypatch.setattr(cache_module, "load_image", lambda *a, **k: pytest.fail("decoded again"))
     assert np.array_equal(cache.get(photo, "ab" * 20), array)
 
@@ -35,8 +35,25 @@ def test_cached_pixels_match_the_photo(tmp_path):
     arr[:, :32] = (250, 10, 10)
     path = tmp_path / "half.png"
     Image.fromarray(arr).save(path)
-    out = ImageCache(tmp_path / "c", size=32).get(path, "ef" * 20)
-    assert out[16, 4].tolist() == [250, 10, 10] and out[16, 28].tolist() == [0, 0, 0]
+    cache = ImageCache(tmp_path / "c", size=32)
+    out = cache.get(path, "ef" * 20)
+    # stored as a quality-95 JPEG: flat areas within a few levels of the photo
+    assert np.abs(out[16, 4].astype(int) - [250, 10, 10]).max() <= 4 and out[16, 28].max() <= 4
+    assert np.array_equal(cache.get(path, "ef" * 20), out)  # the first read gives the stored pixels too
+
+
+def test_cache_stores_a_compressed_photo_at_training_size_not_a_raw_array(tmp_path):
+    """The photo cache grew to 1.6 GB for 200 MB of photos: raw uint8 arrays, 3 bytes a pixel."""
+    yy, xx = np.mgrid[0:900, 0:1200]
+    arr = np.stack([(xx * 255 // 1200), (yy * 255 // 900), ((xx + yy) % 256)], axis=-1).astype(np.uint8)
+    arr[300:600, 400:800] = (30, 160, 60)
+    path = tmp_path / "big.png"
+    Image.fromarray(arr).save(path)
+    cache = ImageCache(tmp_path / "c", size=256)
+    out = cache.get(path, "12" * 20)
+    stored = cache.file_for("12" * 20).stat().st_size
+    assert out.shape == (256, 341, 3)
+    assert stored < out.nbytes / 4, f"{stored} bytes stored for a {out.nbytes}-byte array"
 
 
 def test_damaged_cache_file_is_rebuilt(tmp_path, make_image):

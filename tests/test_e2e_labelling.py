@@ -321,6 +321,21 @@ def test_field_mode_password_and_camera_into_a_class(tmp_path, request, monkeypa
             page.get_by_role("heading", name=en["data.title"]).wait_for()
             assert url in page.locator('[data-testid="stSidebar"]').inner_text()
             _no_traceback(page, "data (field mode)")
+            # ---- a reload (and a new tab) does not ask for the password again: a signed cookie --------
+            cookie = next(c for c in context.cookies() if c["name"] == "latih_field")
+            assert cookie["secure"] and cookie["sameSite"] == "Strict" and password not in cookie["value"]
+            page.reload()
+            h.wait_idle(page, timeout=120)
+            page.get_by_role("heading", name=en["data.title"]).wait_for()
+            assert en["field.password_title"] not in page.locator('[data-testid="stMain"]').inner_text()
+            context.clear_cookies()  # without it the password is asked again
+            page.reload()
+            h.wait_idle(page, timeout=120)
+            page.get_by_text(en["field.password_title"]).first.wait_for()
+            h.keyed(page, "field_password", "input").fill(password)
+            h.click_key(page, "field_enter")
+            h.wait_idle(page, timeout=120)
+            page.get_by_role("heading", name=en["data.title"]).wait_for()
             # the react-aria combobox near the bottom of a phone-sized window does not always open
             # its list on a click; typing the class and Enter is what a phone user can do too
             box = h.keyed(page, "data_camera_target", '[role="combobox"]').first

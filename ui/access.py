@@ -1,7 +1,12 @@
-"""Field mode's password (see core/field.py): asked once per browser session, before any page.
+"""Field mode's password (see core/field.py): asked once per browser, before any page.
 
 Only when `latih serve --lan` started the app (it puts a salted hash in the environment);
 a plain `streamlit run app.py` on localhost has no password.
+
+After the right password the browser gets a signed cookie (`core.field.session_token`: an
+expiry and its HMAC, never the password), Secure and SameSite=Strict, for 12 hours, so a
+reload or a new tab does not ask again. Streamlit gives a page no way to send a Set-Cookie
+header, so the cookie is written by a one-line script on the page and cannot be HttpOnly.
 """
 from __future__ import annotations
 
@@ -23,8 +28,33 @@ def field_mode() -> bool:
     return bool(os.environ.get(PASSWORD_ENV))
 
 
+def _cookie_ok() -> bool:
+    from core.field import COOKIE, PASSWORD_ENV, check_token
+
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except RuntimeError as exc:  # no browser connection (a bare script run): no cookie to read
+        log.debug("no cookies to read (%s)", exc)
+        return False
+    return check_token(token, os.environ.get(PASSWORD_ENV, ""))
+
+
 def unlocked() -> bool:
-    return not field_mode() or bool(st.session_state.get(OK_KEY))
+    if not field_mode() or st.session_state.get(OK_KEY):
+        return True
+    if _cookie_ok():
+        st.session_state[OK_KEY] = "cookie"
+        return True
+    return False
+
+
+def _remember_browser() -> None:
+    """Write the signed cookie in this browser (once per session, after the right password)."""
+    from core.field import COOKIE, COOKIE_HOURS, PASSWORD_ENV, session_token
+
+    token = session_token(os.environ.get(PASSWORD_ENV, ""))  # digits, a dot and hex: nothing to escape
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; Path=/; Max-Age={int(COOKIE_HOURS * 3600)}; "
+            "Secure; SameSite=Strict';</script>", unsafe_allow_javascript=True, width="content")
 
 
 def show_address() -> None:
@@ -40,6 +70,8 @@ def gate() -> None:
     from core.field import PASSWORD_ENV, check_password
 
     if unlocked():
+        if st.session_state.get(OK_KEY) == "password" and not _cookie_ok():
+            _remember_browser()
         return
     st.title(t("field.password_title"))
     st.caption(t("field.password_help"))
@@ -48,7 +80,7 @@ def gate() -> None:
         sent = st.form_submit_button(t("field.enter"), key="field_enter", type="primary")
     if sent:
         if check_password(password, os.environ.get(PASSWORD_ENV, "")):
-            st.session_state[OK_KEY] = True
+            st.session_state[OK_KEY] = "password"
             log.info("field mode: a browser session gave the right password")
             st.rerun()
         log.warning("field mode: wrong password")

@@ -143,3 +143,27 @@ def split_preview(df: pd.DataFrame, val_fraction: float, test_fraction: float, s
     table.index.name = t("data.axis_class")
     table.columns.name = None
     return table
+
+
+def short_paths(paths, root: str | None, table: pd.DataFrame | None = None) -> list[str]:
+    """Photos as the person knows them: class/file relative to the dataset folder (e.g.
+    "ants/0013035.jpg", "train/bees/x.jpg"), never the internal workspace path of an uploaded zip.
+    A photo outside the folder (a labels CSV) shows as label/file name."""
+    from pathlib import Path
+
+    labels = {}
+    if table is not None and {"path", "label"} <= set(table.columns):
+        labels = dict(zip(table["path"].astype(str), table["label"].astype(str)))
+    base = Path(root).resolve() if root else None
+    out = []
+    for path in paths:
+        p = Path(str(path))
+        try:
+            out.append(p.resolve().relative_to(base).as_posix() if base else "")
+        except ValueError:
+            out.append("")
+        if not out[-1]:
+            label = labels.get(str(path)) or p.parent.name
+            out[-1] = f"{label}/{p.name}"
+    return out
+

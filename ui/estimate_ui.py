@@ -122,13 +122,16 @@ def recipe_for(strategy: str) -> dict:
     return recipe(strategy)
 
 
-def advice_note(advice: dict) -> None:
+def advice_note(advice: dict, seconds: float | None = None) -> None:
+    """The photos' advice; `seconds`: its time measured on this computer (core.time_estimate),
+    which replaces the probe's rough figure when there is one."""
     from core.advice import reason_facts
     from ui.components import fmt_seconds
 
     facts = reason_facts(advice["probe"], advice["familiarity"], advice["n_train"])
+    time = seconds if seconds is not None else advice.get("expected_seconds")
     st.info(t("advice.recommendation", strategy=t(f"strategy.{advice['strategy']}"),
-              reason=t(f"advice.{advice['code']}", **facts), time=fmt_seconds(advice.get("expected_seconds"))),
+              reason=t(f"advice.{advice['code']}", **facts), time=fmt_seconds(time)),
             icon=":material/recommend:")
 
 

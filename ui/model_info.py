@@ -68,23 +68,57 @@ def _cost(name: str, n_images: int, strategy: str, epochs: int, image_size: int 
         return None
 
 
-def card_info(spec, n_images: int, strategy: str, config) -> dict[str, Any]:
-    """What a backbone card shows, for the project's draft TrainConfig."""
+def card_info(spec, n_images: int, strategy: str, config, measured=None,
+              df: pd.DataFrame | None = None) -> dict[str, Any]:
+    """What a backbone card shows for the project's draft TrainConfig; with `measured` (the
+    project's full config) and `df`, the time measured on this computer (core.time_estimate)
+    once this machine has measured that backbone, else the rough figure."""
     size_mb = float(getattr(spec, "size_mb", 0.0) or round(float(spec.params_m) * 4.0, 1))
-    cost = _cost(spec.name, n_images, strategy, config.epochs, config.image_size, config.batch_size,
-                 config.val_fraction, config.head_epochs, config.unfreeze_blocks)
+    cost = None
+    if measured is not None and df is not None:
+        cost = _measured_cost(measured.replace(backbone=spec.name, strategy=strategy), df)
+    if cost is None:
+        args = (n_images, strategy, config.epochs, config.image_size, config.batch_size, config.val_fraction,
+                config.head_epochs, config.unfreeze_blocks)
+        cost = _cost(spec.name, *args)
+        if cost and measured is not None and df is not None and spec.name != measured.backbone:
+            # another backbone is measured here: scale this rough figure by how far its rough figure was off
+            timed = _measured_cost(measured.replace(strategy=strategy), df)
+            rough = _cost(measured.backbone, *args)
+            if timed and timed.get("measured") and rough and rough.get("seconds"):
+                factor = float(timed["seconds"]) / float(rough["seconds"])
+                cost = {**cost, "seconds": round(float(cost["seconds"]) * factor, 1), "scaled": True}
     return {"offline": offline(spec.name), "size_mb": size_mb, "speed": describe_cost(cost, spec), "cost": cost}
+
+
+def _measured_cost(config, df: pd.DataFrame) -> dict | None:
+    from core.time_estimate import needs_measuring
+    from ui.time_advice import estimate_for
+
+    try:
+        if needs_measuring(config):
+            return None
+    except Exception as exc:  # an unknown backbone: the rough figure says what it can
+        log.warning("cannot price %s on this computer: %s", config.backbone, exc)
+        return None
+    return estimate_for(config.to_json(), df)
 
 
 def describe_cost(cost: dict | None, spec=None) -> str:
     parts = []
     if cost and cost.get("seconds"):
-        parts.append(t("model.cost_time", time=fmt_seconds(float(cost["seconds"]))))
+        key = "advice_time.card" if cost.get("measured") else "model.cost_time"
+        parts.append(t(key, time=fmt_seconds(float(cost["seconds"]))))
     if cost and cost.get("memory_mb"):
         parts.append(t("model.cost_memory", mb=f"{float(cost['memory_mb']):,.0f}"))
-    ips = getattr(spec, "cpu_images_per_s", None)
-    if ips:
-        parts.append(t("model.cost_speed", ips=f"{float(ips):.0f}"))
+    if cost and cost.get("measured") and cost.get("images_per_s"):
+        speeds = cost["images_per_s"]
+        parts.append(t("model.cost_speed", ips=f"{float(speeds.get('train') or speeds.get('forward')):.0f}"))
+    elif cost is not None and not cost.get("measured"):
+        ips = getattr(spec, "cpu_images_per_s", None)
+        if ips:
+            parts.append(t("model.cost_speed", ips=f"{float(ips):.0f}"))
+        parts.append(t("advice_time.scaled" if cost.get("scaled") else "advice_time.rough"))
     return " · ".join(parts)
 
 

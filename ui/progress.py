@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from core.liveness import to_epoch
 from core.runs import CONFIG_FILE, read_json, read_metrics
+from ui.components import fmt_seconds
 from ui.i18n import t
 
 log = logging.getLogger(__name__)
@@ -87,3 +88,52 @@ def overlay_figure(runs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
     fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=t("train.axis_epoch"),
                       yaxis_title=metric, legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+# ---- truthful progress (issue 11): the phase with its count, an ETA only once stable ------------
+def stop_requested(run_dir: str | Path) -> bool:
+    """The Stop button was pressed (the engine stops after the current batch, then saves)."""
+    from core.runs import STOP_FILE
+
+    return (Path(run_dir) / STOP_FILE).exists()
+
+
+def live_progress(run_dir: str | Path, status: dict, n_photos: int | None = None):
+    """core.run_progress.Progress of a running training, read from its files."""
+    from core.run_progress import progress_of, read_events
+
+    config = read_config(run_dir)
+    total = int(status.get("epochs_total") or status.get("total_epochs") or config.get("epochs") or 1)
+    now = progress_of(read_events(run_dir), total, stopping=stop_requested(run_dir), n_photos=n_photos)
+    if status.get("phase") == "evaluation" and now.phase in ("outputs", "epoch", "validation", "stopping"):
+        now.phase, now.done, now.total, now.eta = "evaluation", None, None, None  # the engine says so
+    return now
+
+
+def phase_text(p) -> str:
+    """'Computing features: 120 of 398 photos (validation photos)' and the like, in the catalogue's words."""
+    split = t(f"progress.split.{p.split}") if p.split in ("train", "val", "test") else ""
+    key = f"progress.phase.{p.phase}"
+    if p.counted:
+        text = t(f"{key}.counted", done=f"{p.done:,}", total=f"{p.total:,}", epoch=p.epoch, split=split)
+    else:
+        text = t(key, epoch=p.epoch, split=split)
+    if p.phase_eta is not None and p.counted and p.done < p.total:
+        text += " · " + t("progress.phase_eta", eta=fmt_seconds(p.phase_eta))
+    return text
+
+
+def overall_text(p, elapsed: float | None) -> str:
+    eta = t("progress.eta", eta=fmt_seconds(p.eta)) if p.eta is not None else t("progress.eta_pending")
+    return t("progress.overall", epoch=max(p.epoch, 0), total=p.epochs_total, pct=int(p.fraction * 100),
+             elapsed=fmt_seconds(elapsed), eta=eta)
+
+
+def stopping_seconds(run_dir: str | Path) -> float:
+    from core.time_estimate import stopping_seconds as seconds
+
+    try:
+        return float(seconds(run_dir))
+    except Exception as exc:  # a guess must never break the page
+        log.warning("stopping estimate of %s failed: %s", run_dir, exc)
+        return 0.0

@@ -1,0 +1,62 @@
+"""core.machine_speed + core.time_estimate: a real (small) measurement of this machine, cached,
+and the estimate built from it: what training does, with caches taken into account."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import machine_speed
+from core.config import TrainConfig
+from core.data.scan import scan
+from core.time_estimate import estimate, needs_measuring, split_counts
+
+SIZE, BATCH = 64, 4  # small, so the real measurement takes seconds
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    ws = tmp_path_factory.mktemp("speed-ws")
+    speeds = {mode: machine_speed.measure("tf_efficientnet_lite0", SIZE, BATCH, mode, workspace=ws)
+              for mode in ("forward", "train")}
+    return ws, speeds
+
+
+def test_measurement_is_cached_per_mode_and_read_back(measured):
+    ws, speeds = measured
+    forward, train = speeds["forward"], speeds["train"]
+    assert forward.images_per_s > 0 and train.images_per_s > 0
+    # forward + backward + step costs more per photo than the forward pass alone
+    assert train.images_per_s < forward.images_per_s
+    assert machine_speed.cached("tf_efficientnet_lite0", SIZE, BATCH, "forward", workspace=ws) == forward
+    assert machine_speed.cached("tf_efficientnet_lite0", SIZE, BATCH * 2, "forward", workspace=ws) is None
+    stored = json.loads((ws / "cache" / machine_speed.CACHE_FILE).read_text())
+    assert len(stored) == 2 and all(e["load"] >= 0 for e in stored.values())
+
+
+def test_estimate_uses_the_measured_speed_and_the_caches(measured, make_dataset):
+    ws, speeds = measured
+    df = scan(make_dataset(("a", "b"), n=10, size=(96, 80)), workspace=ws)
+    base = TrainConfig(data_path=str(df.attrs.get("root", ".")), image_size=SIZE, batch_size=BATCH)
+    fe = base.replace(strategy="feature-extraction", epochs=5)
+    full = base.replace(strategy="full", epochs=3)
+    assert not needs_measuring(fe, ws) and not needs_measuring(full, ws)
+    unmeasured = base.replace(strategy="full", batch_size=BATCH * 2)
+    assert needs_measuring(unmeasured, ws)
+    assert estimate(unmeasured, df, ws).measured is False  # the rough figure, and it says so
+
+    e_fe, e_full = estimate(fe, df, ws), estimate(full, df, ws)
+    assert e_fe.measured and e_full.measured
+    counts = split_counts(df, base.val_fraction, base.test_fraction)
+    assert sum(counts.values()) == 20
+    # full fine-tuning: each training photo goes forward and backward in every epoch
+    assert e_full.parts["epochs"] >= full.epochs * counts["train"] / speeds["train"].images_per_s
+    assert e_full.seconds > e_fe.seconds
+    assert e_full.memory_mb == round(speeds["train"].peak_mem_mb)
+
+    # features already cached for every photo: feature extraction has no forward pass left
+    store = ws / "cache" / "features"
+    store.mkdir(parents=True, exist_ok=True)
+    for sha1 in df["sha1"]:
+        (store / f"{fe.backbone}-{SIZE}-{sha1}.npy").write_bytes(b"")
+    assert estimate(fe, df, ws).parts["features"] == 0.0
