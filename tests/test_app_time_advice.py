@@ -65,6 +65,7 @@ def test_model_page_says_rough_until_measured_then_the_measured_times(make_datas
     assert headline, text
     shown = re.search(r"feature extraction takes about (.+?) and full fine-tuning about (.+?) \(4 epochs\)", headline[0])
     assert shown, headline[0]
-    assert _seconds(shown.group(2)) > _seconds(shown.group(1))  # as the estimate says: full costs more here
+    # as the estimate says, full costs more here; on 20 tiny photos both may round to the same shown second
+    assert _seconds(shown.group(2)) >= _seconds(shown.group(1))
     assert EN["advice_time.no_probe"] in headline[0]  # no photo probe yet: says how to know
     assert EN["advice_time.card"].split("{")[0].strip() in text  # the cards show this computer's time
