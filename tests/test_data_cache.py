@@ -19,7 +19,7 @@ def test_cache_stores_shorter_side_and_reuses_the_file(tmp_path, make_image, mon
     cache = ImageCache(tmp_path / "cache", size=100)
     array = cache.get(photo, "ab" * 20)
     assert array.shape == (100, 200, 3) and array.dtype == np.uint8
-    assert cache.file_for("ab" * 20).exists() and cache.file_for("ab" * 20).name == f"{'ab' * 20}_100.jpg"
+    assert cache.file_for("ab" * 20).exists() and cache.file_for("ab" * 20).name == f"{'ab' * 20}_100.png"
     monkeypatch.setattr(cache_module, "load_image", lambda *a, **k: pytest.fail("decoded again"))
     assert np.array_equal(cache.get(photo, "ab" * 20), array)
 
@@ -37,8 +37,8 @@ def test_cached_pixels_match_the_photo(tmp_path):
     Image.fromarray(arr).save(path)
     cache = ImageCache(tmp_path / "c", size=32)
     out = cache.get(path, "ef" * 20)
-    # stored as a quality-95 JPEG: flat areas within a few levels of the photo
-    assert np.abs(out[16, 4].astype(int) - [250, 10, 10]).max() <= 4 and out[16, 28].max() <= 4
+    # stored losslessly: exactly the photo's pixels
+    assert out[16, 4].tolist() == [250, 10, 10] and out[16, 28].max() == 0
     assert np.array_equal(cache.get(path, "ef" * 20), out)  # the first read gives the stored pixels too
 
 

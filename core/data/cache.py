@@ -2,13 +2,14 @@
 
 Decoding a 3000 px JPEG takes far longer than loading a 256 px array, and training reads
 every photo once per epoch, so each photo is decoded once and stored as
-`<root>/<sha1[:2]>/<sha1>_<size>.jpg`: RGB, upright, shrunk so its SHORTER side is `size`
+`<root>/<sha1[:2]>/<sha1>_<size>.png`: RGB, upright, shrunk so its SHORTER side is `size`
 (aspect ratio kept; photos already smaller are stored as they are, never enlarged).
 
-Stored as a JPEG of quality 95 without colour subsampling (about 27 KB for a 256 px photo),
-not as a raw uint8 array (about 226 KB: the cache grew to 1.6 GB for 200 MB of photos, since
-each backbone's size keeps its own copy). Loading it back takes about 1 ms. `get` always
-returns the pixels as stored, so the first epoch sees exactly what the later ones see.
+Stored as a lossless PNG (compression level 1), not as a raw uint8 array: the cache grew to
+1.6 GB for 200 MB of photos. Lossless on purpose: a quality-95 JPEG was 5x smaller, but it moved
+every feature slightly (cosine 0.996), and the labelling journey's suggestions, which depend on
+those features, then accepted four wrong labels where the lossless pixels gave none of that
+(tests/test_e2e_labelling.py). `get` always returns the pixels as stored.
 Pick `size` at least the model's input size divided by its crop_pct (224 / 0.875 = 256):
 the transforms then resize/crop from there exactly as they would from the original.
 """
@@ -53,7 +54,7 @@ class ImageCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def file_for(self, sha1: str) -> Path:
-        return self.root / sha1[:2] / f"{sha1}_{self.size}.jpg"
+        return self.root / sha1[:2] / f"{sha1}_{self.size}.png"
 
     def get(self, path: str | os.PathLike, sha1: str) -> np.ndarray:
         cached = self.file_for(sha1)
@@ -74,7 +75,7 @@ class ImageCache:
     def _save(target: Path, encoded: bytes) -> None:
         """Write then rename, so DataLoader workers never read a half-written file."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(suffix=".jpg", dir=target.parent)
+        fd, temp = tempfile.mkstemp(suffix=".png", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(encoded)
@@ -84,12 +85,12 @@ class ImageCache:
             Path(temp).unlink(missing_ok=True)
 
 
-CACHE_QUALITY = 95
+CACHE_PNG_LEVEL = 1  # fast to write; higher levels save a few percent more for much more time
 
 
 def _encode(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="JPEG", quality=CACHE_QUALITY, subsampling=0)
+    Image.fromarray(array).save(buffer, format="PNG", compress_level=CACHE_PNG_LEVEL)
     return buffer.getvalue()
 
 
