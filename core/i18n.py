@@ -70,23 +70,36 @@ def local_numbers_in(text: str, lang: str) -> str:
     return _NUMBER_IN_TEXT.sub(lambda m: local_number(m.group(0), lang), text)
 
 
-def tr(key: str, lang: str | None = None, **params: Any) -> str:
-    """The plain text of `key` in `lang` (default: the process's), English when the language lacks it."""
-    lang = normalise(lang) if lang else process_lang()
+def template(key: str, lang: str) -> str:
+    """The catalogue text of `key` in `lang`, English when the language lacks it, the key itself
+    (logged) when no catalogue has it. One lookup for the engine and the pages."""
     text = catalogue(lang).get(key)
     if text is None:
         text = catalogue(DEFAULT_LANG).get(key)
     if text is None:
         log.warning("missing i18n key %r", key)
         return key
-    if not params:
+    return text
+
+
+def fill(key: str, text: str, values: dict[str, Any]) -> str:
+    """`text` formatted with `values`; the bare text (logged) when they don't fit it."""
+    if not values:
         return text
-    values = {k: local_number(render(v, lang), lang) for k, v in params.items()}
     try:
         return text.format(**values)
     except (KeyError, IndexError, ValueError):
-        log.warning("bad format arguments for i18n key %r: %s", key, sorted(params))
+        log.warning("bad format arguments for i18n key %r: %s", key, sorted(values))
         return text
+
+
+def tr(key: str, lang: str | None = None, **params: Any) -> str:
+    """The plain text of `key` in `lang` (default: the process's), English when the language lacks it."""
+    lang = normalise(lang) if lang else process_lang()
+    text = template(key, lang)
+    if text == key or not params:
+        return text
+    return fill(key, text, {k: local_number(render(v, lang), lang) for k, v in params.items()})
 
 
 class Msg(str):

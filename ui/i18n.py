@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 LANGS: dict[str, str] = {"en": "English", "id": "Bahasa Indonesia"}
 DEFAULT_LANG = "en"
 from core.i18n import CATALOGUE_DIR  # noqa: F401  (one home of the catalogues)
+from core.i18n import fill, template
 SESSION_KEY = "lang"
 
 
@@ -72,20 +73,8 @@ def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
 
 
 def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
-    lang = normalise(lang) if lang else get_lang()
-    text = catalogue(lang).get(key)
-    if text is None:
-        text = catalogue(DEFAULT_LANG).get(key)
-    if text is None:
-        log.warning("missing i18n key %r", key)
-        return key
-    if fmt:
-        try:
-            return text.format(**fmt)
-        except (KeyError, IndexError, ValueError):
-            log.warning("bad format arguments for i18n key %r: %s", key, sorted(fmt))
-            return text
-    return text
+    text = template(key, normalise(lang) if lang else get_lang())
+    return text if text == key else fill(key, text, fmt)
 
 
 def has(key: str) -> bool:
