@@ -258,11 +258,13 @@ class Trainer(ResumableStages):
         log.info("fine-tuning in %s%s, %d loader workers", precision.name,
                  ", channels_last" if precision.channels_last else "", loader.num_workers)
         done = self._enter_stage(optimizer, scheduler)
-        for _ in range(epochs - done):
+        for index in range(epochs - done):
             self._start_epoch()
             started = time.perf_counter()
             total_loss, correct, seen = self._finetune_epoch(loader, step, scheduler)
             seconds = time.perf_counter() - started
+            if stage.trainable == "all" and index > 0 and step.batch_part == c.batch_size:
+                self._record_speed(seen / max(seconds, 1e-9))
             val = self._validate_photos()
             metrics = self._metrics("finetune", total_loss, correct, seen, val, optimizer, seconds)
             metrics.update(precision=step.precision.name, batch_part=step.batch_part)
@@ -271,6 +273,18 @@ class Trainer(ResumableStages):
             self._end_epoch(metrics)
             if self.ctx.should_stop:
                 break
+
+    def _record_speed(self, images_per_s: float) -> None:
+        """This machine's real fine-tuning speed, for the next time estimate (core/machine_speed:
+        the one source of speed for both). Not the first epoch of a stage: it also starts the
+        loader and decodes photos that the estimate prices on their own."""
+        from core import machine_speed
+
+        try:
+            machine_speed.record_loop(self.config.backbone, self.prep.image_size, self.config.batch_size,
+                                      self.ctx.device.type, images_per_s, self.memory.peak_mb(), self.workspace)
+        except OSError as exc:  # a full or read-only cache folder must not stop the training
+            log.warning("could not record the fine-tuning speed (%s)", exc)
 
     def _finetune_epoch(self, loader, step: FineTuneStep, scheduler):
         from core.freezing import set_frozen_bn_eval

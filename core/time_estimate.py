@@ -133,7 +133,7 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
     """Seconds and memory for training `config` on the scanned photos `df`, on this machine."""
     from core.cost import estimate_cost
     from core.weights import data_config
-    from core.machine_speed import cached
+    from core.machine_speed import LOOP_MODE, cached
 
     counts = split_counts(df, config.val_fraction, config.test_fraction)
     n_all = sum(counts.values())
@@ -143,7 +143,8 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
     forward = cached(config.backbone, size, config.batch_size, "forward", config.device, workspace)
     trains = config.strategy != "feature-extraction"
     train = cached(config.backbone, size, config.batch_size, "train", config.device, workspace) if trains else None
-    if forward is None or (trains and train is None):
+    loop = cached(config.backbone, size, config.batch_size, LOOP_MODE, config.device, workspace) if trains else None
+    if forward is None or (trains and train is None and loop is None):
         rough = estimate_cost(config.backbone, config.strategy, n_all, image_size=config.image_size,
                               epochs=config.epochs, batch_size=config.batch_size, head_epochs=config.head_epochs,
                               unfreeze_blocks=config.unfreeze_blocks, val_fraction=config.val_fraction)
@@ -168,24 +169,32 @@ def estimate(config: TrainConfig, df: pd.DataFrame, workspace=None, costs: Photo
         parts["head_epochs"] = head_epochs * (SAVES_PER_EPOCH["head"] * forward.save_s
                                               + slow * (counts["train"] + counts["val"]) * HEAD_S_PER_PHOTO_EPOCH)
         first_read = costs.cached_read_s  # the photos are in the cache now
+    busier = load_factor(forward.load)
     if tuned_epochs:
-        train_s = _trained_seconds_per_photo(config, train, forward)
+        if loop is not None:
+            # the loop's own figure already holds reading from the cache and augmenting; it is
+            # scaled by the load then against now, not by the forward pass's
+            loop_s = 1 / loop.images_per_s * load_factor(loop.load) / busier
+            photo_s = _trained_seconds_per_photo(config, loop, forward, loop_s)
+        else:
+            photo_s = costs.cached_read_s + costs.augment_s + _trained_seconds_per_photo(config, train, forward)
+        speed = loop if train is None else train
         val_each = counts["val"] * (costs.cached_read_s + costs.eval_transform_s + fwd_s)
-        epoch_s = counts["train"] * (costs.cached_read_s + costs.augment_s + train_s) + val_each \
-            + SAVES_PER_EPOCH["finetune"] * train.save_s
+        epoch_s = counts["train"] * photo_s + val_each + SAVES_PER_EPOCH["finetune"] * speed.save_s
         first_extra = (counts["train"] + counts["val"]) * (first_read - costs.cached_read_s)
-        parts["epochs"] = tuned_epochs * (epoch_s - val_each + train.warmup_s) + first_extra
+        parts["epochs"] = tuned_epochs * (epoch_s - val_each + speed.warmup_s) + first_extra
         parts["validation"] = tuned_epochs * (val_each + forward.warmup_s)
         parts["outputs"] = n_all * (costs.cached_read_s + costs.eval_transform_s + fwd48_s) \
             + features_fwd.warmup_s * sum(1 for n in counts.values() if n)
-    busier = load_factor(forward.load)
     if busier != 1.0:
         parts = {k: v * busier for k, v in parts.items()}
     seconds = float(sum(parts.values()))
-    memory = (train or forward).peak_mem_mb
+    memory = (loop or train or forward).peak_mem_mb
     speeds = {"forward": forward.images_per_s, "features": features_fwd.images_per_s}
     if train is not None:
         speeds["train"] = train.images_per_s
+    if loop is not None:
+        speeds["loop"] = loop.images_per_s
     speeds["load_factor"] = round(busier, 2)
     return Estimate(round(seconds, 1), round(float(memory)), True, {k: round(v, 1) for k, v in parts.items()},
                     speeds, forward.load)
@@ -228,9 +237,9 @@ def _head_epochs(config: TrainConfig) -> int:
     return 0
 
 
-def _trained_seconds_per_photo(config: TrainConfig, train, forward) -> float:
+def _trained_seconds_per_photo(config: TrainConfig, train, forward, full_s: float | None = None) -> float:
     """Forward + backward of the layers that train; fine-tune (top blocks only) in between."""
-    full_s, fwd_s = 1 / train.images_per_s, 1 / forward.images_per_s
+    full_s, fwd_s = full_s or 1 / train.images_per_s, 1 / forward.images_per_s
     if config.strategy == "fine-tune":
         from core.cost import _trained_share
 

@@ -27,11 +27,16 @@ strategy = model.get("strategy") or recommend_strategy(n_train)[0]
 with st.container(border=True):
     cols = st.columns([1, 2, 2, 1])
     backbone = model.get("backbone") or model_info.default_backbone()
+    # what the Start button will train: the photos' recipe may set fewer epochs than the
+    # project's field (the summary used to show 15 while the recipe trained 4)
+    epochs = int(model_info.setting(project, "epochs"))
+    if model_info.config_problem(project) is None:  # a bad setting is said once, at Start
+        epochs = int(model_info.build_config(project, df).epochs)
     for col, label, value, help_key in (
             (cols[0], t("train.summary_photos"), str(int(df["readable"].sum())), None),
             (cols[1], t("term.backbone"), model_info.display_name(backbone), "help.backbone"),
             (cols[2], t("term.freeze"), t(f"strategy.{strategy}"), "help.freeze"),
-            (cols[3], t("term.epoch"), str(int(model_info.setting(project, "epochs"))), "help.epoch")):
+            (cols[3], t("term.epoch"), str(epochs), "help.epoch")):
         col.caption(label, help=t(help_key) if help_key else None)
         col.markdown(f"**{value}**")
     next_step("model", "train.change_settings")

@@ -76,3 +76,20 @@ def test_model_page_preselects_the_strategy_the_photos_call_for(tmp_path, worksp
     assert saved["model"]["strategy"] == advice["strategy"]
     config = model_info.build_config(saved, state.load_files_table(saved))
     assert config.strategy == advice["strategy"]
+
+
+def test_train_summary_shows_the_epochs_the_recipe_will_train(tmp_path):
+    """The photos' recipe sets 4 epochs: the Train page's summary says 4, as the Start button
+    trains (it said the project's default, 15, while the recipe trained 4)."""
+    from core.config import default
+    from ui import model_info, state
+
+    root = _clinic(tmp_path / "clinic")
+    recipe = {"strategy": "full", "epochs": 4, "lr": 1e-4}
+    project = _project(root, model={"strategy": "full", "recipe": recipe})
+    saved = state.load_project(project["id"])
+    assert model_info.build_config(saved, state.load_files_table(saved)).epochs == 4 != default("epochs")
+    at = _open(_app(project=project["id"]), "train")
+    _no_exception(at, "train")
+    shown = [m.value for m in at.markdown]
+    assert "**4**" in shown and f"**{default('epochs')}**" not in shown, shown

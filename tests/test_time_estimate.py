@@ -61,3 +61,33 @@ def test_estimate_uses_the_measured_speed_and_the_caches(measured, make_dataset)
     for sha1 in df["sha1"]:
         (store / f"{fe.backbone}-{SIZE}-{sha1}.npy").write_bytes(b"")
     assert estimate(fe, df, ws).parts["features"] == 0.0
+
+
+def test_a_real_fine_tune_records_its_speed_and_the_next_estimate_is_built_from_it(make_dataset, tmp_path):
+    """The one source of speed (issue 12 item 3, issue 11 item 1): a full fine-tune writes the
+    speed its epochs really ran at into the machine-speed cache, and the next estimate on this
+    machine prices its epochs from that figure, not from the short measurement."""
+    from core.train import train
+
+    ws = tmp_path / "ws"
+    root = make_dataset(("a", "b"), n=10, size=(96, 80))
+    df = scan(root, workspace=ws)
+    config = TrainConfig(data_path=str(root), strategy="full", epochs=3, image_size=SIZE, batch_size=BATCH,
+                         early_stopping_patience=0, run_name="speed")
+    assert machine_speed.cached(config.backbone, SIZE, BATCH, machine_speed.LOOP_MODE, workspace=ws) is None
+    train(config, workspace=ws)
+    loop = machine_speed.cached(config.backbone, SIZE, BATCH, machine_speed.LOOP_MODE, workspace=ws)
+    assert loop is not None and loop.images_per_s > 0 and loop.mode == machine_speed.LOOP_MODE
+    # only the loop has been measured: no short "train" measurement is needed for an estimate
+    assert machine_speed.cached(config.backbone, SIZE, BATCH, "train", workspace=ws) is None
+    machine_speed.measure(config.backbone, SIZE, BATCH, "forward", workspace=ws)
+    guess = estimate(config, df, ws)
+    assert guess.measured and guess.images_per_s["loop"] == loop.images_per_s
+    counts = split_counts(df, config.val_fraction, config.test_fraction)
+    # the epochs' photos are priced at the loop's own speed (more photos per second: less time)
+    faster = machine_speed.record_loop(config.backbone, SIZE, BATCH, loop.device, loop.images_per_s * 4,
+                                       loop.peak_mem_mb, ws)
+    quicker = estimate(config, df, ws)
+    assert quicker.images_per_s["loop"] == faster.images_per_s
+    assert quicker.parts["epochs"] < guess.parts["epochs"]
+    assert guess.parts["epochs"] >= config.epochs * counts["train"] / loop.images_per_s * 0.5
