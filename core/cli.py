@@ -30,6 +30,7 @@ from pathlib import Path
 
 from core.cli_check import add_data
 from core.cli_common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_USAGE, Parser
+from core.i18n import tr
 from core.cli_predict import add_predict
 from core.cli_runs import add_runs
 from core.cli_train import add_repeat, add_resume, add_train
@@ -131,15 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         _advance_queue()
         return args.func(args)
     except (LatihError, ConfigError) as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(tr("cli.error", message=_one_line(exc)), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: stopped by the user", file=sys.stderr)
+        print(tr("cli.interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
         where = _log_bug(exc)
-        print(f"error: unexpected failure ({type(exc).__name__}: {_one_line(exc)}); this is a bug, details in "
-              f"{where or 'the output above'}", file=sys.stderr)
+        print(tr("cli.bug", kind=type(exc).__name__, message=_one_line(exc),
+                 where=where or tr("cli.bug_where_output")), file=sys.stderr)
         return EXIT_FINDINGS
 
 

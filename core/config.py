@@ -12,13 +12,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import logging
+
 from core.errors import LatihError
+from core.i18n import Msg, joined
 from core.recipe import DEFAULT_BACKBONE_LR, STRATEGIES
 
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
 IMBALANCE_MODES = ("none", "class-weights", "balanced-sampler")
 MONITOR_METRICS = ("val_loss", "val_acc", "val_f1")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+log = logging.getLogger(__name__)
 
 # The head's learning rate; the backbone's, per strategy, is in the recipe table (core/recipe.py).
 DEFAULT_HEAD_LR = 1e-3
@@ -86,51 +90,52 @@ class TrainConfig:
         if not isinstance(self.exclude, tuple):  # from JSON (a list) or a caller's list
             object.__setattr__(self, "exclude", tuple(str(p) for p in (self.exclude or ())))
         problems = []
+
+        def bad(key: str, **params: Any) -> None:
+            problems.append(Msg(f"config.bad.{key}", **params))
+
         if self.strategy not in STRATEGIES:
-            problems.append(f"strategy must be one of {', '.join(STRATEGIES)} (got {self.strategy!r})")
+            bad("strategy", choices=", ".join(STRATEGIES), got=repr(self.strategy))
         if self.augment not in AUGMENT_PRESETS:
-            problems.append(f"augment must be one of {', '.join(AUGMENT_PRESETS)} (got {self.augment!r})")
+            bad("augment", choices=", ".join(AUGMENT_PRESETS), got=repr(self.augment))
         if self.imbalance not in IMBALANCE_MODES:
-            problems.append(f"imbalance must be one of {', '.join(IMBALANCE_MODES)} (got {self.imbalance!r})")
+            bad("imbalance", choices=", ".join(IMBALANCE_MODES), got=repr(self.imbalance))
         if self.monitor not in MONITOR_METRICS:
-            problems.append(f"monitor must be one of {', '.join(MONITOR_METRICS)} (got {self.monitor!r})")
-        if not 1 <= self.epochs <= 1000:
-            problems.append(f"epochs must be between 1 and 1000 (got {self.epochs})")
-        if not 0 <= self.head_epochs <= 1000:
-            problems.append(f"head epochs must be between 0 and 1000 (got {self.head_epochs})")
-        if not 0 <= self.unfreeze_blocks <= 100:
-            problems.append(f"blocks to unfreeze must be between 0 and 100 (got {self.unfreeze_blocks})")
-        if not 1 <= self.batch_size <= 4096:
-            problems.append(f"batch size must be between 1 and 4096 (got {self.batch_size})")
+            bad("monitor", choices=", ".join(MONITOR_METRICS), got=repr(self.monitor))
+        for name, low, high in (("epochs", 1, 1000), ("head_epochs", 0, 1000), ("unfreeze_blocks", 0, 100),
+                                ("batch_size", 1, 4096)):
+            if not low <= getattr(self, name) <= high:
+                bad(name, low=str(low), high=str(high), got=str(getattr(self, name)))
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
-            problems.append(f"image size must be between 32 and 1024 pixels (got {self.image_size})")
+            bad("image_size", got=str(self.image_size))
         for name in ("lr", "backbone_lr"):
             value = getattr(self, name)
             if value is not None and not 0 <= value < 1:
-                problems.append(f"{name} must be between 0 and 1 (got {value})")
+                bad("lr", name=name, got=str(value))
         if not 0 <= self.val_fraction < 1 or not 0 <= self.test_fraction < 1:
-            problems.append("val and test fractions must be between 0 and 1")
+            bad("fractions")
         if self.val_fraction + self.test_fraction >= 0.9:
-            problems.append("val + test fractions leave too little to train on (keep them under 0.9)")
+            bad("fractions_sum")
         if not 0 < self.target_sensitivity < 1:
-            problems.append("target sensitivity must be between 0 and 1, e.g. 0.95")
+            bad("target_sensitivity")
         if not 0 <= self.label_smoothing < 1:
-            problems.append("label smoothing must be between 0 and 1")
+            bad("label_smoothing")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
-            problems.append(f"device must be auto, cpu, cuda or mps (got {self.device!r})")
+            bad("device", got=repr(self.device))
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            problems.append(f"precision must be auto, fp32, bf16 or fp16 (got {self.precision!r})")
+            bad("precision", got=repr(self.precision))
         if self.num_workers is not None and not 0 <= self.num_workers <= 64:
-            problems.append(f"num_workers must be between 0 and 64 (got {self.num_workers})")
+            bad("num_workers", got=str(self.num_workers))
         if self.cv_fold:
             from core.cross_validation import parse_fold
 
             try:
                 parse_fold(self.cv_fold)
             except ValueError as exc:
-                problems.append(str(exc))
+                log.info("cv_fold %r: %s", self.cv_fold, exc)
+                bad("cv_fold", got=repr(self.cv_fold))
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError(joined(problems))
 
     # ---- derived values ---------------------------------------------------------------
     @property

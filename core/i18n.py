@@ -175,6 +175,14 @@ def names(items, shown: int = 3) -> Msg:
     return Msg("core.names", names=listed)
 
 
+def joined(messages: list) -> Msg:
+    """Several Msgs as one ("a; b; c"), each rendered in the language of the whole."""
+    out = messages[0]
+    for nxt in messages[1:]:
+        out = Msg("core.joined", first=out, then=nxt)
+    return out
+
+
 def number(n: int) -> str:
     """1,234 in English; numbers stay digits, grouping is shown the English way in both languages."""
     return f"{n:,}"

@@ -231,6 +231,7 @@ def _no_bar(line: str) -> str:
 
 # Bahasa values equal to the English ones, each the same word in both languages.
 SAME_IN_BOTH = {
+    "core.joined": "two messages joined by a semicolon: no words",
     "home.title": "Latih, the product's name",
     "data.title": "'Data' is an Indonesian word", "nav.data": "'Data' is an Indonesian word",
     "model.title": "'Model' is an Indonesian word", "nav.model": "'Model' is an Indonesian word",
@@ -263,3 +264,18 @@ def test_model_card_in_bahasa_has_no_english(project):
     bad = bahasa_scan.report(lines, _allowed(project))
     assert not bad, f"{len(bad)} English lines in the Bahasa model card:\n" + "\n".join(bad)
     assert model_card(project["last_run"], lang="en").startswith("# Model card: ")
+
+
+def test_cli_setting_errors_speak_bahasa(tmp_path):
+    """A wrong setting on the command line (LATIH_LANG=id) is said in Bahasa, every part of it."""
+    data = tmp_path / "photos"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (data / label).mkdir(parents=True)
+        for i in range(3):
+            _photo(100 * k + i, tint).save(data / label / f"{i}.png")
+    out = _latih("train", data, "--epochs", "0", "--batch-size", "0", workspace=tmp_path / "ws", timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    text = (out.stdout + out.stderr).strip()
+    assert bahasa_scan.ID["config.bad.epochs"].split(" {")[0] in text and "must be" not in text, text
+    bad = bahasa_scan.report([("train", line) for line in text.splitlines()], bahasa_scan.user_words(data))
+    assert not bad, "\n".join(bad)
