@@ -140,6 +140,15 @@ def build_model(config: TrainConfig, n_classes: int, workspace=None) -> tuple[nn
 
 
 
+def trim_photo_cache(prep: Preprocessing, data: PreparedData) -> None:
+    """Keep the photo cache under its limit (core.data.cache.limit_bytes) before this training
+    fills it: the photos used longest ago go, this training's own photos stay."""
+    from core.data.cache import limit_bytes, prune
+
+    keep = {str(s) for frame in data.frames.values() for s in frame.get("sha1", ())}
+    prune(prep.cache.root, limit_bytes(), keep)
+
+
 def write_meta(run_dir: Path, config: TrainConfig, data: PreparedData, prep: Preprocessing) -> None:
     runs.update_meta(
         run_dir, class_names=data.class_names, backbone=config.backbone, strategy=config.strategy,

@@ -28,7 +28,7 @@ from core.config import TrainConfig
 from core.device import configure_cpu_threads, pick_device
 from core.errors import Cancelled, DataError, LatihError
 from core.loop import Trainer, timed
-from core.prepare import build_model, prepare_data, write_meta
+from core.prepare import build_model, prepare_data, trim_photo_cache, write_meta
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ def _train_in_run(config, workspace, callbacks, run_dir, progress, started, resu
             data = prepare_data(config, workspace, run_dir)
         with timed("model"):
             model, prep = build_model(config, len(data.class_names), workspace)
+        trim_photo_cache(prep, data)
         ctx = TrainContext(config=config, run_dir=run_dir, model=model, class_names=data.class_names,
                            device=device)
         write_meta(run_dir, config, data, prep)

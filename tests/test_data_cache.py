@@ -97,3 +97,37 @@ def test_dataset_leaves_out_unreadable_rows_and_refuses_unknown_labels(make_data
         PhotoDataset(df, ["a"])
     with pytest.raises(TypeError, match="class_names"):
         PhotoDataset(df, lambda x: x)
+
+
+def test_photo_cache_limit_removes_the_photos_used_longest_ago_but_keeps_this_trainings(tmp_path, monkeypatch):
+    """The cache may not fill the disk: over its limit, the photos used longest ago are removed
+    (they are decoded again when needed); the photos of the training about to run stay."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from core.data.cache import ImageCache, cache_files, limit_bytes, prune
+
+    cache = ImageCache(tmp_path / "cache", 64)
+    rng = np.random.default_rng(0)
+    sha1s = [f"{i:02x}" + "0" * 38 for i in range(6)]
+    for age, sha1 in enumerate(sha1s):
+        photo = tmp_path / f"{sha1}.png"
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(photo)
+        cache.get(photo, sha1)
+        os.utime(cache.file_for(sha1), (1_000_000 + age, 1_000_000 + age))  # sha1s[0] used longest ago
+    sizes = {p.name.split("_")[0]: size for _, size, p in cache_files(cache.root)}
+    total = sum(sizes.values())
+    # room for about half: the oldest go first, but sha1s[1] belongs to this training and stays
+    removed, freed = prune(cache.root, total // 2, keep={sha1s[1]})
+    left = {p.name.split("_")[0] for _, _, p in cache_files(cache.root)}
+    assert sha1s[1] in left and sha1s[0] not in left and sha1s[-1] in left
+    assert freed == total - sum(sizes[s] for s in left) and sum(sizes[s] for s in left) <= total // 2
+    assert removed == len(sha1s) - len(left)
+    # a removed photo is decoded again when asked for
+    assert cache.get(tmp_path / f"{sha1s[0]}.png", sha1s[0]).shape == (64, 64, 3)
+    monkeypatch.setenv("LATIH_PHOTO_CACHE_MB", "0")
+    assert limit_bytes() is None and prune(cache.root, limit_bytes()) == (0, 0)
+    monkeypatch.setenv("LATIH_PHOTO_CACHE_MB", "1.5")
+    assert limit_bytes() == int(1.5 * 2**20)

@@ -60,7 +60,9 @@ class ImageCache:
         cached = self.file_for(sha1)
         if cached.exists():
             try:
-                return _read(cached.read_bytes())
+                array = _read(cached.read_bytes())
+                _touch(cached)
+                return array
             except (OSError, ValueError, SyntaxError) as exc:  # half-written by a killed process
                 logger.warning("cache file %s is damaged (%s); decoding the photo again", cached, exc)
         encoded = _encode(self.decode(path))
@@ -85,7 +87,76 @@ class ImageCache:
             Path(temp).unlink(missing_ok=True)
 
 
+# The photo cache is a cache: it may not fill a laptop's disk. Past this size the photos used
+# longest ago are removed (before a training, never this training's own photos); they are
+# decoded again when needed. LATIH_PHOTO_CACHE_MB sets another limit (0: no limit).
+DEFAULT_LIMIT_MB = 2048
+LIMIT_ENV = "LATIH_PHOTO_CACHE_MB"
+
+
+def limit_bytes() -> int | None:
+    raw = os.environ.get(LIMIT_ENV)
+    try:
+        mb = float(raw) if raw not in (None, "") else DEFAULT_LIMIT_MB
+    except ValueError:
+        logger.warning("%s=%r is not a number of megabytes; using %d", LIMIT_ENV, raw, DEFAULT_LIMIT_MB)
+        mb = DEFAULT_LIMIT_MB
+    return int(mb * 1024 * 1024) if mb > 0 else None
+
+
+def cache_files(root: Path) -> list[tuple[float, int, Path]]:
+    """(last used, bytes, file) of every cached photo under `root`."""
+    out = []
+    for path in Path(root).glob("*/*.png"):
+        try:
+            info = path.stat()
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        out.append((info.st_mtime, info.st_size, path))
+    return out
+
+
+def prune(root: str | os.PathLike, limit: int | None, keep: set[str] = frozenset()) -> tuple[int, int]:
+    """Remove the photos used longest ago until the cache under `root` holds at most `limit`
+    bytes; photos whose sha1 is in `keep` stay. Returns (files removed, bytes freed)."""
+    if limit is None:
+        return 0, 0
+    files = cache_files(Path(root))
+    total = sum(size for _, size, _ in files)
+    removed = freed = 0
+    for _, size, path in sorted(files):
+        if total <= limit:
+            break
+        if path.name.split("_")[0] in keep:
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        total -= size
+        removed, freed = removed + 1, freed + size
+    if removed:
+        logger.info("photo cache %s over %.0f MB: removed %d photos used longest ago (%.0f MB)", root,
+                    limit / 2**20, removed, freed / 2**20)
+    return removed, freed
+
+
 CACHE_PNG_LEVEL = 1  # fast to write; higher levels save a few percent more for much more time
+
+
+TOUCH_AFTER_S = 3600.0
+
+
+def _touch(path: Path) -> None:
+    """Mark a cached photo as used (its mtime), at most once an hour: the limit removes the
+    photos used longest ago first."""
+    import time
+
+    try:
+        if time.time() - path.stat().st_mtime > TOUCH_AFTER_S:
+            os.utime(path)
+    except OSError as exc:
+        logger.debug("cannot mark %s as used: %s", path, exc)
 
 
 def _encode(array: np.ndarray) -> bytes:
