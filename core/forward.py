@@ -5,6 +5,8 @@ Used by training (validation, the head stage's features, the outputs), by core/f
 """
 from __future__ import annotations
 
+import contextlib
+
 import pandas as pd
 import torch
 from torch import nn
@@ -26,11 +28,9 @@ def forward_photos(model: nn.Module, frame: pd.DataFrame, class_names, prep: Pre
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     was_training = model.training
     model.eval()
-    if use_channels_last(device):
-        model.to(memory_format=torch.channels_last)
     amp = autocast_for(device)
     features, logits, done = [], [], 0
-    with torch.inference_mode(), amp.context():
+    with _inference_layout(model, device), torch.inference_mode(), amp.context():
         for images, _ in loader:
             pooled = model.forward_head(model.forward_features(to_device(images, device)), pre_logits=True)
             features.append(pooled.float().cpu())
@@ -42,3 +42,31 @@ def forward_photos(model: nn.Module, frame: pd.DataFrame, class_names, prep: Pre
                 progress(done, len(dataset))
     model.train(was_training)
     return torch.cat(features).numpy(), torch.cat(logits).numpy()
+
+
+@contextlib.contextmanager
+def _inference_layout(model: nn.Module, device):
+    """channels_last for this pass only: the model leaves in the memory layout it came in.
+
+    Why: the training loop trains in its precision's layout (core/precision.py; contiguous on
+    the CPU for most families). When validation left the model in channels_last, every epoch
+    after the first ran other convolution kernels than the first, and a run that resumed, or
+    whose head features came from the cache (no pass before fine-tuning), ran those epochs in
+    the other layout: same seed, different last digits, then different weights.
+    """
+    if not use_channels_last(device):
+        yield
+        return
+    # model.to(memory_format=...) swaps each parameter's .data in place and replaces buffers:
+    # keep the originals (no copy: nothing is trained here) and put them back afterwards.
+    params = [(p, p.data) for p in model.parameters()]
+    buffers = [(module, name, buffer) for module in model.modules()
+               for name, buffer in module.named_buffers(recurse=False)]
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for param, data in params:
+            param.data = data
+        for module, name, buffer in buffers:
+            setattr(module, name, buffer)

@@ -488,20 +488,16 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
         _leave_no_worker(reference_ws)
     resumed_rows, reference_rows = _epoch_rows(victim), _epoch_rows(reference)
     assert [r["epoch"] for r in resumed_rows] == list(range(1, config.epochs + 1))  # none duplicated, none missing
-    # The resumed run must end where an uninterrupted run ends. Per-epoch equality to 1e-6 held at
-    # the last stop; since this stop's loop changes two fresh runs with the same seed can differ in
-    # the last float digits (1.2e-6 in val loss at epoch 10), and on 6 validation photos that can
-    # flip one photo in an early epoch. That regression is reported (closing note, issue 12/13);
-    # until it is found, this checks the end result to within one validation photo.
-    n_val = max(1, round(1 / min((r["val_acc"] for r in reference_rows + resumed_rows if r["val_acc"] > 0),
-                                  default=1.0)))
-    one_photo = 1.0 / n_val + 1e-6
-    assert abs(resumed_rows[-1]["val_acc"] - reference_rows[-1]["val_acc"]) <= one_photo
-    best_reference = reference_rows[runs.read_meta(reference)["best_epoch"] - 1]["val_acc"]
-    assert abs(result["val_acc"] - best_reference) <= one_photo
-    assert resumed_rows[-1]["train_loss"] < resumed_rows[0]["train_loss"]  # it kept learning after the resume
-    print("per epoch val_acc resumed", [r["val_acc"] for r in resumed_rows],
-          "uninterrupted", [r["val_acc"] for r in reference_rows])
+    # Bit for bit: every epoch's metrics (timings aside) and the saved weights. (Commit 2dc05ae
+    # had loosened this to "within one validation photo": the validation pass left the model in
+    # channels_last, so the resumed process trained its first epoch in another layout than the
+    # uninterrupted one; core/forward.py now leaves the layout as it was.)
+    timing = {"seconds", "images_per_s", "peak_mem_mb", "time"}
+    assert ([{k: v for k, v in r.items() if k not in timing} for r in resumed_rows]
+            == [{k: v for k, v in r.items() if k not in timing} for r in reference_rows])
+    assert (victim / runs.MODEL_FILE).read_bytes() == (reference / runs.MODEL_FILE).read_bytes()
+    assert runs.read_meta(victim)["best_epoch"] == runs.read_meta(reference)["best_epoch"]
+    assert result["val_acc"] == reference_rows[runs.read_meta(reference)["best_epoch"] - 1]["val_acc"]
     print(f"killed after epoch {killed_at}; final val_acc resumed {result['val_acc']} "
           f"= uninterrupted {reference_rows[runs.read_meta(reference)['best_epoch'] - 1]['val_acc']}")
 

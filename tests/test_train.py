@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from core import feature_cache
 from core import train as train_module
 from core.callbacks import FunctionCallback
 from core.config import TrainConfig
@@ -39,6 +40,12 @@ def tiny_config(data, **changes) -> TrainConfig:
 
 def epoch_rows(run_dir):
     return read_metrics(run_dir).to_dict("records")
+
+
+def epoch_lines(run_dir):
+    """metrics.jsonl's epoch rows as written (read_metrics' NaN for a head row's missing keys never equals itself)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return without_timing([r for r in rows if r.get("type") == "epoch"])
 
 
 def without_timing(rows):
@@ -104,6 +111,46 @@ def test_same_seed_gives_identical_metrics_on_cpu(make_dataset, workspace, no_ev
     first = train(config, workspace=workspace)
     second = train(config, workspace=workspace)
     assert without_timing(epoch_rows(first.run_dir)) == without_timing(epoch_rows(second.run_dir))
+
+
+def test_two_fresh_same_seed_runs_are_bit_identical_when_the_second_reuses_cached_features(
+        make_dataset, tmp_path, monkeypatch, no_evaluation):
+    # Regression: the validation/feature pass (core/forward.py) used to leave the model in
+    # channels_last on the CPU while the fine-tuning loop trains in the precision's layout
+    # (contiguous for fp32 here). A run whose head features came from the cache skipped that
+    # pass, so its first fine-tuning epoch ran other conv kernels: different last digits,
+    # then different weights (epoch 2 diverged; same config, same seed, fresh workspaces).
+    monkeypatch.setattr(feature_cache, "_FEATURE_MEMORY", {})  # the first run computes the features
+    data = make_dataset(("red", "green"), n=8)
+    config = tiny_config(data, strategy="two-stage", epochs=2, head_epochs=1, lr=1e-3, augment="light",
+                         precision="fp32", device="cpu", num_workers=0)
+    first = train(config, workspace=tmp_path / "first")
+    second = train(config, workspace=tmp_path / "second")  # its features come from the first's cache
+    assert [r["stage"] for r in epoch_lines(first.run_dir)] == ["head", "finetune"]
+    assert epoch_lines(first.run_dir) == epoch_lines(second.run_dir)
+    assert (first.run_dir / "model.safetensors").read_bytes() == (second.run_dir / "model.safetensors").read_bytes()
+
+
+def test_interrupted_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(make_dataset, tmp_path,
+                                                                               no_evaluation):
+    # Same cause as above: the resumed process starts from a contiguous model, the
+    # uninterrupted one had been switched to channels_last by its first validation.
+    data = make_dataset(("red", "green"), n=8)
+    config = TrainConfig(data_path=str(data), backbone="resnet18", weights="scratch", strategy="full", image_size=32,
+                         epochs=3, batch_size=4, augment="light", val_fraction=0.25, early_stopping_patience=0,
+                         num_workers=0, device="cpu", seed=0)
+    reference = train(config, workspace=tmp_path / "reference").run_dir
+
+    def interrupt_after_epoch_1(ctx):
+        if ctx.epoch == 2:
+            raise KeyboardInterrupt  # the state saved at the end of epoch 1 is what a resume starts from
+
+    stopped = train(config, workspace=tmp_path / "victim", callbacks=[FunctionCallback(on_epoch_start=interrupt_after_epoch_1)])
+    assert stopped.status == "stopped" and len(epoch_rows(stopped.run_dir)) == 1
+    resumed = train(config, workspace=tmp_path / "victim", run_dir=stopped.run_dir, resume=True)
+    assert resumed.status == "done"
+    assert epoch_lines(resumed.run_dir) == epoch_lines(reference)
+    assert (resumed.run_dir / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
 def test_two_stage_runs_both_stages_with_smaller_backbone_lr(make_dataset, workspace, no_evaluation):
