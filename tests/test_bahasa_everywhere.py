@@ -320,3 +320,29 @@ def test_every_engine_message_key_is_in_both_catalogues():
     for lang, catalogue in (("en", bahasa_scan.EN), ("id", bahasa_scan.ID)):
         missing = sorted(k for k in used if k not in catalogue)
         assert not missing, f"used in core/ or ui/ but missing from {lang}.json: {missing}"
+
+
+def test_a_damaged_photo_is_described_in_bahasa(tmp_path):
+    """A photo's read error is kept in the scan table in English (data, matched by prefix) and
+    shown in the user's language: the unreadable finding's example, in Bahasa, is the Bahasa text."""
+    from core.data.decode import stored_error
+    from core.data.scan import scan
+    from core.data.validate import check_dataset
+    from core.i18n import Msg, render
+
+    data = tmp_path / "photos"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (data / label).mkdir(parents=True)
+        for i in range(12):
+            _photo(100 * k + i, tint).save(data / label / f"{i}.png")
+    whole = _png(7, CLASSES["red"], size=256)
+    (data / "red" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    table = scan(data, workspace=tmp_path / "ws")
+    error = table.loc[table["path"].str.endswith("cut.png"), "error"].iloc[0]
+    assert error.startswith("file is truncated"), error  # the table keeps English
+    finding = next(f for f in check_dataset(table) if f.code == "unreadable")
+    shown = render(finding.message, "id")
+    assert bahasa_scan.ID["decode.truncated"] in shown and "truncated" not in shown, shown
+    assert not bahasa_scan.problems(shown, bahasa_scan.user_words(*(p.name for p in data.rglob("*")))), shown
+    assert stored_error("something no catalogue says") == "something no catalogue says"
+    assert stored_error(str(Msg.english("decode.not_image"))).key == "decode.not_image"
