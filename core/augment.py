@@ -17,6 +17,7 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 
 from core.errors import LatihError
+from core.i18n import Msg
 
 PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
 DEFAULT_CROP_PCT = 0.875
@@ -119,7 +120,7 @@ _BUILDERS = {
 
 def _steps(preset: str, image_size: int) -> list[A.BasicTransform]:
     if preset not in _BUILDERS:
-        raise LatihError(f"Unknown augmentation {preset!r}: choose one of {', '.join(PRESETS)}.")
+        raise LatihError(Msg("err.augment.unknown", preset=repr(preset), choices=', '.join(PRESETS)))
     return _BUILDERS[preset](image_size)
 
 
@@ -144,7 +145,7 @@ def _as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     if array.ndim == 2:  # greyscale: repeat into three channels like the loader does
         array = np.repeat(array[..., None], 3, axis=2)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise LatihError(f"Cannot preview an image of shape {array.shape} and type {array.dtype}: give an RGB photo.")
+        raise LatihError(Msg("err.augment.bad_array", shape=str(array.shape), dtype=str(array.dtype)))
     return array
 
 

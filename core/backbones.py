@@ -171,8 +171,8 @@ def get_spec(name: str) -> BackboneSpec:
     if not timm.is_model(name):
         candidates = list(REGISTRY) + timm.list_models()
         close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else "see the model list in the app."
-        raise LatihError(f"Unknown backbone {name!r}: {hint}")
+        hint = Msg("err.backbone.did_you_mean", names=", ".join(close)) if close else Msg("err.backbone.see_list")
+        raise LatihError(Msg("err.backbone.unknown", name=repr(name), hint=hint))
     cfg = get_pretrained_cfg(name, allow_unregistered=True)
     params_m, gmacs, act_mb = profile_on_meta(name)
     return BackboneSpec(
@@ -201,8 +201,7 @@ def check_image_size(name: str, image_size: int | None, pretrained_cfg: dict | N
         return
     native = int(pretrained_cfg["input_size"][-1])
     if int(image_size) != native:
-        raise ConfigError(f"{name} only takes {native} px photos: set the image size to {native} "
-                          "(or leave it on automatic), or pick a convolutional backbone")
+        raise ConfigError(Msg("err.backbone.native_size", name=name, native=str(native)))
 
 
 __all__ = ["check_image_size", "BackboneSpec", "REGISTRY", "DEFAULT_BACKBONE", "BUNDLED", "list_backbones", "get_spec",

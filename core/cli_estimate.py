@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from core.i18n import Msg
 
 
 def add_estimate(commands, common) -> None:
@@ -33,7 +34,7 @@ def cmd_estimate(args) -> int:
     from core.estimate import estimate, summary_lines
 
     if not 2 <= args.folds <= 20 or not 1 <= args.repeats <= 20:
-        raise LatihError("--folds must be between 2 and 20 and --repeats between 1 and 20")
+        raise LatihError(Msg("err.cli.folds"))
     if args.strategy:
         return _fine_tune_estimate(args)
     result = estimate(args.path, args.groups, args.backbone or DEFAULT_BACKBONE, args.folds, args.repeats,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from core.cli_common import EXIT_FINDINGS, EXIT_OK, print_json
+from core.i18n import Msg, render, tr
 
 
 def add_predict(commands, common) -> None:
@@ -21,13 +22,13 @@ def cmd_predict(args) -> int:
     from core.predict import Predictor, photo_files, to_csv
 
     if args.top_k < 1:
-        raise LatihError("--top-k must be 1 or more")
+        raise LatihError(Msg("err.cli.top_k"))
     predictor = Predictor.from_run(args.run)  # a wrong run is the likelier mistake: report it first
     if predictor.unfinished:
         print(f"warning: {predictor.unfinished}", file=sys.stderr)
     files = photo_files(args.photos)
     if not files:
-        raise LatihError("no photos found in the given paths: give photo files or folders that hold photos")
+        raise LatihError(Msg("err.cli.no_photos"))
     predictions = predictor.predict(files, top_k=args.top_k)
     if args.csv:
         to_csv(predictions, args.csv)
@@ -42,9 +43,11 @@ def cmd_predict(args) -> int:
 
 
 def _print_predictions(predictions) -> None:
+    from core.data.decode import stored_error
+
     for p in predictions:
         if p.error:
-            print(f"{p.path}: error: {p.error}")
+            print(f"{p.path}: {tr('cli.error', message=render(stored_error(p.error)))}")
             continue
         others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k if name != p.label)
         if p.abstained:

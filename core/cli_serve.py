@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,13 @@ def cmd_serve(args) -> int:
     from core import field
 
     if not 1 <= args.port <= 65535:
-        raise field.FieldError(f"--port must be between 1 and 65535 (got {args.port})")
+        raise field.FieldError(Msg("err.cli.port", port=str(args.port)))
     env = dict(os.environ)
     env.pop(field.PASSWORD_ENV, None)
     env.pop(field.URL_ENV, None)
     if not args.lan:
         if args.address or args.password:
-            raise field.FieldError("--address and --password are for the field mode: add --lan")
+            raise field.FieldError(Msg("err.cli.lan_only"))
         address, cert, key = "localhost", None, None
         url = f"http://localhost:{args.port}"
     else:

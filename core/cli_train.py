@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from core.cli_common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, print_json
+from core.i18n import Msg
 
 
 def add_train(commands, common) -> None:
@@ -92,7 +93,7 @@ def add_resume(commands, common) -> None:
 def config_from_args(args):
     from core.config import TrainConfig
 
-    base = TrainConfig.from_json(_existing_file(args.config, "config file")).to_dict() if args.config else {}
+    base = TrainConfig.from_json(_existing_file(args.config, Msg("err.cli.config_file"))).to_dict() if args.config else {}
     base["data_path"] = str(Path(args.path).expanduser().resolve())
     if getattr(args, "exclude", None):
         from core.data.exclude import read_list
@@ -107,11 +108,11 @@ def config_from_args(args):
     return TrainConfig.from_dict(base)
 
 
-def _existing_file(path: str, what: str) -> str:
+def _existing_file(path: str, what) -> str:
     from core.errors import LatihError
 
     if not Path(path).is_file():
-        raise LatihError(f"{what} {path} not found: check the path")
+        raise LatihError(Msg("err.cli.file_missing", what=what, path=path))
     return path
 
 

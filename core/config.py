@@ -166,7 +166,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown settings in config: {', '.join(unknown)}")
+            raise ConfigError(Msg("err.config.unknown", names=', '.join(unknown)))
         return cls(**data)
 
     @classmethod
@@ -176,7 +176,7 @@ class TrainConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"config is not valid JSON: {exc}") from exc
+            raise ConfigError(Msg("err.config.not_json", detail=str(exc))) from exc
         return cls.from_dict(data)
 
 

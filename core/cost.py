@@ -6,6 +6,7 @@ from core.backbones import DEFAULT_BACKBONE, BackboneSpec, get_spec
 from core.recipe import STRATEGIES, stages
 from core.errors import LatihError
 from core.weights import weights_available_offline
+from core.i18n import Msg
 
 # Rough constants, stated so the UI text can be honest about them:
 _BACKWARD_FACTOR = 2.0  # a backward pass costs about twice the forward
@@ -37,7 +38,7 @@ def estimate_cost(name: str, strategy: str, n_images: int, image_size: int | Non
     forward and a backward pass through its trainable share of the network per photo.
     """
     if strategy not in STRATEGIES:
-        raise LatihError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+        raise LatihError(Msg("err.strategy.unknown", strategy=repr(strategy), choices=', '.join(STRATEGIES)))
     spec = get_spec(name)
     native = spec.input_size[-1]
     pixels = ((image_size or native) / native) ** 2

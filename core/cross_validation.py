@@ -26,6 +26,7 @@ from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     started = time.perf_counter()
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
-        raise DataError("cross-validation needs photos of at least two classes")
+        raise DataError(Msg("err.cv.two_classes"))
     if np.bincount(labels).min() < 2:
-        raise DataError("cross-validation needs at least 2 photos in every class: add photos")
+        raise DataError(Msg("err.cv.two_photos"))
     plan = list(folds(labels, groups, n_splits, n_repeats, seed))
     scores = []
     for done, (_, train_index, test_index) in enumerate(plan, start=1):
@@ -173,8 +174,7 @@ def fold_sides(labels: np.ndarray, groups: np.ndarray, spec: str, seed: int = 0)
     k, r, repeat, fold = parse_fold(spec)
     plan = [(rep, test) for rep, _, test in folds(np.asarray(labels), np.asarray(groups), k, r, seed) if rep == repeat]
     if fold >= len(plan):
-        raise DataError(f"cv_fold {spec}: these photos allow only {len(plan)} folds (fewest photos or groups "
-                        "in a class): choose fewer folds")
+        raise DataError(Msg("err.cv.too_few", spec=str(spec), n=str(len(plan))))
     sides = np.full(len(labels), "train", dtype=object)
     sides[plan[fold][1]] = "val"
     return sides

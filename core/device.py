@@ -16,6 +16,7 @@ import psutil
 import torch
 
 from core.errors import LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
@@ -34,11 +35,11 @@ def pick_device(preference: str = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if preference == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("no CUDA GPU is available here; choose device 'auto' or 'cpu'")
+        raise DeviceUnavailableError(Msg("err.device.no_cuda"))
     if preference == "mps" and not _mps_available():
-        raise DeviceUnavailableError("Apple MPS is not available here; choose device 'auto' or 'cpu'")
+        raise DeviceUnavailableError(Msg("err.device.no_mps"))
     if preference not in ("cpu", "cuda", "mps"):
-        raise DeviceUnavailableError(f"unknown device {preference!r}; choose auto, cpu, cuda or mps")
+        raise DeviceUnavailableError(Msg("err.device.unknown", got=repr(preference)))
     return torch.device(preference)
 
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from core.errors import LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,7 @@ def require_free(folder: str | os.PathLike, needed: int, what: str) -> None:
     """DiskFullError before starting `what` when `folder` has less than needed + a margin free."""
     free = free_bytes(folder)
     if free < needed + MARGIN:
-        raise DiskFullError(f"not enough disk space for {what}: it needs about {human(needed + MARGIN)} in "
-                            f"{folder}, and {human(free)} is free; delete old runs or other files there, "
-                            "or choose a workspace on a bigger disk")
+        raise DiskFullError(Msg("err.disk.not_enough", what=what, needed=human(needed + MARGIN), folder=str(folder), free=human(free)))
 
 
 @contextlib.contextmanager

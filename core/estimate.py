@@ -26,6 +26,7 @@ from core import runs
 from core.config import DEFAULT_BACKBONE
 from core.errors import DataError
 from core.jsonfile import read_json, write_json_atomic
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE,
     rows = df[df["readable"].astype(bool)].reset_index(drop=True)
     rows.attrs = dict(df.attrs)
     if rows.empty:
-        raise DataError(f"no readable photos in {data_path}: add photos in one folder per class")
+        raise DataError(Msg("err.estimate.no_photos", path=str(data_path)))
     class_names = sorted(rows["label"].astype(str).unique())
     labels = rows["label"].astype(str).map({c: i for i, c in enumerate(class_names)}).to_numpy()
     patient = assign_groups(rows, groups) if groups else None

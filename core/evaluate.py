@@ -96,7 +96,7 @@ def load_outputs(run_dir) -> dict[str, dict[str, np.ndarray]]:
             with np.load(path, allow_pickle=False) as z:
                 out[split] = {k: z[k] for k in z.files}
         except ValueError as exc:  # object arrays need pickle; we refuse to unpickle
-            raise RunError(f"{path.name} cannot be read safely ({exc}); train the run again.") from None
+            raise RunError(Msg("err.eval.unsafe", name=path.name, detail=str(exc))) from None
         if len(out[split].get("labels", [])) == 0:
             log.warning("%s is empty; ignoring it", path.name)
             del out[split]
@@ -129,8 +129,7 @@ def _positive_index(meta: dict, class_names: list[str]) -> tuple[int | None, boo
     chosen = meta.get("positive_class")
     if chosen is not None:
         if chosen not in class_names:
-            raise RunError(f"The positive class {chosen!r} is not one of the classes "
-                           f"({', '.join(class_names)}); choose one of them.")
+            raise RunError(Msg("err.eval.bad_positive", positive=repr(chosen), classes=', '.join(class_names)))
         return class_names.index(chosen), True
     return (1, False) if len(class_names) == 2 else (None, False)
 
@@ -195,8 +194,7 @@ def _check_shapes(outs: dict, class_names: list[str], run_name: str) -> None:
         logits, labels = o.get("logits"), o.get("labels")
         if logits is None or logits.ndim != 2 or logits.shape[1] != len(class_names) \
                 or len(labels) != len(logits) or labels.min() < 0 or labels.max() >= len(class_names):
-            raise RunError(f"outputs_{split}.npz of run {run_name} does not match its "
-                           f"{len(class_names)} classes; train the run again.")
+            raise RunError(Msg("err.eval.outputs_mismatch", split=split, run=run_name, n=str(len(class_names))))
 
 
 def _calibration_report(logits: np.ndarray, labels: np.ndarray, T: float) -> dict:
@@ -219,11 +217,10 @@ def _load_for_evaluation(run_dir: Path) -> tuple[dict, list[str], dict]:
     meta = runs.read_json_required(run_dir / runs.META_FILE)
     class_names = list(meta.get("class_names") or [])
     if len(class_names) < 2:
-        raise RunError(f"Run {run_dir.name} lists fewer than two classes in meta.json; train it again.")
+        raise RunError(Msg("err.eval.few_classes", run=run_dir.name))
     outs = load_outputs(run_dir)
     if "val" not in outs:
-        raise RunError(f"Run {run_dir.name} has no validation outputs, so nothing can be "
-                       "calibrated; train it again with a validation split.")
+        raise RunError(Msg("err.eval.no_val", run=run_dir.name))
     _check_shapes(outs, class_names, run_dir.name)
     return meta, class_names, outs
 

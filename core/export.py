@@ -22,6 +22,7 @@ from core.errors import LatihError, RunError
 from core.evaluate import evaluate_run
 from core.model_card import preprocessing
 from core.runs import image_size_of, load_run, resolve_run_dir
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ def check_torchscript_parity(model, ts_path, images: torch.Tensor) -> float:
 
 def _require_parity(diff: float, what: str) -> None:
     if not diff <= PARITY_ATOL:  # also catches NaN
-        raise LatihError(f"The exported {what} model gives different answers from the trained "
-                         f"model (largest difference {diff:.2g}); please report this backbone.")
+        raise LatihError(Msg("err.export.differs", what=what, diff=f"{diff:.2g}"))
 
 
 def export_onnx(model, path, image_size: int, check: bool = True) -> Path:
@@ -125,8 +125,7 @@ def _ensure_evaluation(run_dir: Path) -> None:
     if (run_dir / runs.EVALUATION_FILE).exists():
         return
     if not (run_dir / "outputs_val.npz").exists():
-        raise RunError(f"Run {run_dir.name} has not been evaluated and has no saved outputs; "
-                       "train it again before exporting.")
+        raise RunError(Msg("err.export.not_evaluated", run=run_dir.name))
     log.info("no evaluation.json in %s; evaluating now", run_dir)
     evaluate_run(run_dir)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from core.errors import LatihError
 from core.workspace import subdir
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class FieldError(LatihError):
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
     if len(password) < 6:
-        raise FieldError("the field-mode password needs at least 6 characters")
+        raise FieldError(Msg("err.field.short_password"))
     salt = salt or secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
     return f"pbkdf2-sha256${ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
@@ -109,8 +110,7 @@ def check_address(address: str) -> str:
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        raise FieldError(f"{address!r} is not an IP address: give one like 192.168.1.20 "
-                         "(or leave --address out to use this machine's)") from None
+        raise FieldError(Msg("err.field.bad_address", address=repr(address))) from None
     return address
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from core.config import TrainConfig
 from core.errors import DataError, LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,10 @@ def plan(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=N
     if config.exclude:
         rows = rows[~rows["path"].isin(set(config.exclude))]
     if rows["label"].nunique() < 2:
-        raise DataError("cross-validation needs photos of at least two classes")
+        raise DataError(Msg("err.cv.two_classes"))
     labels = np.unique(rows["label"].astype(str), return_inverse=True)[1]
     if np.bincount(labels).min() < 2:
-        raise DataError("cross-validation needs at least 2 photos in every class: add photos")
+        raise DataError(Msg("err.cv.two_photos"))
     patient = assign_groups(rows, config.groups) if config.groups else None
     groups = split_groups(rows, patient).to_numpy()
     k = sum(1 for _ in folds(labels, groups, n_splits, 1, config.seed))
@@ -79,8 +80,7 @@ def fine_tune_cv(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, wor
     from core.train import train
 
     if config.strategy == "feature-extraction":
-        raise LatihError("the frozen-feature estimate already covers feature extraction: choose fine-tune, "
-                         "full or two-stage")
+        raise LatihError(Msg("err.cv.frozen_covers"))
     started = time.perf_counter()
     layout = plan(config, n_splits, n_repeats, workspace)
     k = layout["n_splits"]

@@ -9,6 +9,7 @@ from torch import nn
 
 from core.recipe import STRATEGIES, Trainable, stages
 from core.errors import LatihError
+from core.i18n import Msg
 
 
 def classifier_prefix(model: nn.Module) -> str | None:
@@ -52,7 +53,7 @@ def apply_strategy(model: nn.Module, strategy: str, unfreeze_blocks: int = 2) ->
     two-stage and gradual start with the classifier only; fine-tune the last `unfreeze_blocks`
     blocks; full everything."""
     if strategy not in STRATEGIES:
-        raise LatihError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+        raise LatihError(Msg("err.strategy.unknown", strategy=repr(strategy), choices=', '.join(STRATEGIES)))
     set_trainable(model, stages(strategy, epochs=1, unfreeze_blocks=unfreeze_blocks)[0].trainable)
 
 
@@ -67,7 +68,7 @@ def set_trainable(model: nn.Module, trainable: Trainable) -> None:
     names = set(classifier_param_names(model))
     if trainable != "head":
         if not isinstance(trainable, int) or trainable < 0:
-            raise LatihError(f"the number of blocks to unfreeze must be 0 or more (got {trainable!r}).")
+            raise LatihError(Msg("err.freezing.negative", got=repr(trainable)))
         blocks, neck = block_groups(model)
         names |= set(neck)
         for block in blocks[len(blocks) - min(trainable, len(blocks)):]:
@@ -106,7 +107,7 @@ def param_groups(model: nn.Module, strategy: str, head_lr: float, backbone_lr: f
     which timm's schedulers would multiply in a second time.
     """
     if strategy not in STRATEGIES:
-        raise LatihError(f"Unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}.")
+        raise LatihError(Msg("err.strategy.unknown", strategy=repr(strategy), choices=', '.join(STRATEGIES)))
     no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
     timm_groups = param_groups_layer_decay(
         model, weight_decay=weight_decay, no_weight_decay_list=no_decay,

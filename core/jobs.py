@@ -32,6 +32,7 @@ from core.jsonfile import write_json_atomic
 from core.liveness import now_iso, pid_alive
 from core.runs import DIED_MESSAGE, FINISHED, STATUSES
 from core.workspace import subdir, workspace_dir
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def job_status(run_dir: str | os.PathLike) -> dict:
     """
     run = Path(run_dir).resolve()
     if not run.is_dir():
-        raise RunError(f"run folder {run} does not exist; pick a run from the list")
+        raise RunError(Msg("err.run.folder_missing", run=str(run)))
     ws = workspace_of(run)
     raw = read_status(run)
     state = raw.get("state") or ("done" if (run / runs.MODEL_FILE).exists() else "queued")
@@ -243,7 +244,7 @@ def stop(run_dir: str | os.PathLike) -> dict:
     Finished: nothing happens. Returns the new job_status."""
     run = Path(run_dir).resolve()
     if not run.is_dir():
-        raise RunError(f"run folder {run} does not exist; pick a run from the list")
+        raise RunError(Msg("err.run.folder_missing", run=str(run)))
     state = read_status(run).get("state")
     if state in FINISHED:
         return job_status(run)

@@ -26,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from core.diskspace import raise_if_disk_full
 from core.errors import LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,7 @@ def _locked(path: Path):
         with lock_for(path):
             yield
     except Timeout:
-        raise LatihError(f"{path.name} is locked by another Latih process for over {LOCK_TIMEOUT_S:.0f} s; "
-                         "wait a moment and try again") from None
+        raise LatihError(Msg("err.file.locked", name=path.name, seconds=f"{LOCK_TIMEOUT_S:.0f}")) from None
 
 
 def read_json_checked(path: str | os.PathLike) -> tuple[Any | None, str | None]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from core.errors import LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,11 @@ def check_class_name(name: str) -> str:
     """The class name stripped, or LabelError with what to change (it becomes a folder-like label)."""
     clean = " ".join(str(name or "").split())
     if not clean:
-        raise LabelError("a class needs a name: type one, for example 'healthy'")
+        raise LabelError(Msg("err.labels.no_name"))
     if len(clean) > MAX_CLASS_NAME:
-        raise LabelError(f"class names can be at most {MAX_CLASS_NAME} characters: choose a shorter one")
+        raise LabelError(Msg("err.labels.too_long", n=str(MAX_CLASS_NAME)))
     if re.search(r"[/\\\x00-\x1f]", clean) or clean in (".", ".."):
-        raise LabelError("a class name cannot hold slashes or control characters: use letters, digits, - or _")
+        raise LabelError(Msg("err.labels.bad_chars"))
     return clean
 
 
@@ -118,14 +119,14 @@ class LabelLog:
     def label(self, paths: Iterable[str] | str, label: str, source: str = "user") -> Action:
         paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
         if not paths:
-            raise LabelError("no photos to label")
+            raise LabelError(Msg("err.labels.no_photos"))
         label = check_class_name(label)
         return self._append(self._new("label", paths, label, source))
 
     def accept(self, suggestions: dict[str, str]) -> Action:
         """Many photos, each with its own (suggested) class, as ONE action: one undo takes it back."""
         if not suggestions:
-            raise LabelError("no suggestions to accept")
+            raise LabelError(Msg("err.labels.no_suggestions"))
         paths = list(suggestions)
         action = self._new("label", paths, source="suggestion")
         action.labels = [check_class_name(suggestions[p]) for p in paths]
@@ -147,14 +148,14 @@ class LabelLog:
     def add_class(self, name: str) -> Action:
         name = check_class_name(name)
         if name in self.state().classes:
-            raise LabelError(f"the class '{name}' exists already")
+            raise LabelError(Msg("err.labels.exists", name=name))
         return self._append(self._new("class", label=name))
 
     def undo(self) -> Action:
         """Take back the latest action that is not yet taken back; LabelError when there is none."""
         target = self.state().undoable
         if target is None:
-            raise LabelError("nothing to undo")
+            raise LabelError(Msg("err.labels.nothing_to_undo"))
         self._append(self._new("undo", target=target.id))
         return target
 

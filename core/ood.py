@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.covariance import LedoitWolf
 
 from core.errors import RunError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,7 @@ class OODDetector:
         y = np.asarray(labels, dtype=np.int64)
         classes = np.unique(y)
         if len(f) < 2:
-            raise RunError("Too few training photos to learn what normal photos look like; "
-                           "add more photos and train again.")
+            raise RunError(Msg("err.ood.too_few"))
         means = np.stack([f[y == c].mean(axis=0) for c in classes])
         centred = f - means[np.searchsorted(classes, y)]
         lw = LedoitWolf(assume_centered=True).fit(centred)
@@ -83,7 +83,7 @@ class OODDetector:
     def flag(self, features) -> np.ndarray:
         """True where a photo is more unusual than the calibrated threshold."""
         if self.threshold is None:
-            raise RunError("The unusual-photo check was never calibrated; re-run the evaluation.")
+            raise RunError(Msg("err.ood.not_calibrated"))
         return self.score(features) > self.threshold
 
     # ---- persistence: arrays in <run>/ood.npz, only small values in meta.json -----------
@@ -106,15 +106,14 @@ class OODDetector:
         run_dir may be omitted only when meta_ood["file"] is an absolute path.
         """
         if not meta_ood or "file" not in meta_ood:
-            raise RunError("This run has no unusual-photo statistics; re-run the evaluation.")
+            raise RunError(Msg("err.ood.no_stats"))
         path = Path(meta_ood["file"])
         if not path.is_absolute():
             if run_dir is None:
                 raise ValueError("from_meta needs run_dir to find " + str(path))
             path = Path(run_dir) / path
         if not path.exists():
-            raise RunError(f"The unusual-photo statistics file {path.name} is missing from the "
-                           "run folder; re-run the evaluation.")
+            raise RunError(Msg("err.ood.stats_missing", name=path.name))
         with np.load(path, allow_pickle=False) as z:
             return cls(z["means"], z["precision"], meta_ood.get("threshold"),
                        meta_ood.get("percentile", 95.0))

@@ -21,6 +21,7 @@ import numpy as np
 
 from core import calibrate, evaluate, jsonfile, runs, screening, stats
 from core.errors import LatihError, RunError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,12 @@ def load_scores(run_dir) -> ScreeningScores:
     class_names = list(meta.get("class_names") or [])
     positive = meta.get("positive_class")
     if not positive:
-        raise RunError(f"Run {run_dir.name} has no positive class, so it has no screening threshold to "
-                       "move; train it again with a positive class (Model page, or --positive-class).")
+        raise RunError(Msg("err.oppoint.no_positive", run=run_dir.name))
     if positive not in class_names:
-        raise RunError(f"The positive class {positive!r} of run {run_dir.name} is not one of its classes; "
-                       "train it again.")
+        raise RunError(Msg("err.oppoint.bad_positive", positive=repr(positive), run=run_dir.name))
     outs = evaluate.load_outputs(run_dir)
     if "val" not in outs:
-        raise RunError(f"Run {run_dir.name} has no saved validation outputs; train it again.")
+        raise RunError(Msg("err.oppoint.no_val", run=run_dir.name))
     temperature = float(meta.get("temperature") or 1.0)
     scores = ScreeningScores(
         run_dir=run_dir, class_names=class_names, positive_class=positive,
@@ -107,9 +106,9 @@ def check_threshold(threshold) -> float:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise LatihError(f"the threshold must be a number from 0 to 1, not {threshold!r}") from None
+        raise LatihError(Msg("err.oppoint.threshold", got=repr(threshold))) from None
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise LatihError(f"the threshold must be a number from 0 to 1, not {threshold}")
+        raise LatihError(Msg("err.oppoint.threshold", got=str(threshold)))
     return value
 
 
@@ -196,8 +195,7 @@ def _reevaluate(scores: ScreeningScores, ev: dict, threshold: float, seed: int =
     """evaluation.json with everything that depends on the threshold recomputed."""
     split = scores.measured_on
     if ev.get("evaluated_on", split) != split:
-        raise RunError(f"evaluation.json of run {scores.run_dir.name} does not match its saved outputs; "
-                       "train it again.")
+        raise RunError(Msg("err.oppoint.eval_mismatch", run=scores.run_dir.name))
     n_boot = int((ev.get("ci") or {}).get("n_bootstrap") or 1000)
     probs, labels = scores.probs[split], scores.labels[split]
     preds = screening.decide(probs, scores.positive_index, threshold)
@@ -225,8 +223,7 @@ def set_threshold(run_dir, threshold, source: str = "evaluate page") -> dict:
     scores = load_scores(run_dir)
     ev = runs.read_json(run_dir / runs.EVALUATION_FILE)
     if not ev:
-        raise RunError(f"Run {run_dir.name} has no evaluation yet (still training, stopped or failed); "
-                       "wait for it to finish or train it again.")
+        raise RunError(Msg("err.oppoint.no_eval", run=run_dir.name))
     new_ev = jsonfile.json_safe(_reevaluate(scores, ev, threshold))
     jsonfile.write_json_atomic(run_dir / runs.EVALUATION_FILE, new_ev)
     at = new_ev["screening"]["evaluation"]

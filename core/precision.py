@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from core.errors import LatihError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def choose(setting: str, device: torch.device | str, backbone: str) -> Precision
     """The Precision for TrainConfig.precision on this device and backbone."""
     device_type = torch.device(device).type
     if setting not in PRECISIONS:
-        raise LatihError(f"precision must be one of {', '.join(PRECISIONS)} (got {setting!r})")
+        raise LatihError(Msg("err.precision.unknown", choices=', '.join(PRECISIONS), got=repr(setting)))
     if device_type not in ("cuda", "cpu"):  # MPS: autocast and channels_last support is patchy
         return Precision(device_type, None, False)
     if setting == "auto":
@@ -107,7 +108,7 @@ def choose(setting: str, device: torch.device | str, backbone: str) -> Precision
             dtype_name = None
         return Precision(device_type, _DTYPES[dtype_name], channels_last)
     if setting == "fp16" and device_type != "cuda":
-        raise LatihError("fp16 training needs a CUDA GPU: choose precision auto, bf16 or fp32")
+        raise LatihError(Msg("err.precision.fp16_cuda"))
     if setting == "bf16" and device_type == "cpu" and not cpu_bf16_supported():
         log.warning("this CPU has no bf16 kernels: bf16 will be emulated and slow")
     conv = family(backbone) != "vit"

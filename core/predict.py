@@ -22,6 +22,7 @@ from PIL import Image
 
 from core.errors import DataError, LatihError, RunError
 from core.runs import crop_pct_of, image_size_of
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class Predictor:
 
         run = load_run(run_dir, workspace)
         if not run.meta.get("class_names"):
-            raise RunError(f"run {run.run_id} has no meta.json with class names; train it again")
+            raise RunError(Msg("err.predict.no_meta", run=run.run_id))
         predictor = cls(run.model(device), run.meta, run.run_dir, device)
         state = run.status.get("state")
         if state != "done":
@@ -100,7 +101,7 @@ class Predictor:
         if positive is None:
             return None
         if positive not in self.class_names:
-            raise RunError(f"the run's positive class {positive!r} is not one of its classes {self.class_names}")
+            raise RunError(Msg("err.predict.bad_positive", positive=repr(positive), classes=str(self.class_names)))
         return self.class_names.index(positive)
 
     def _load_ood(self):
@@ -136,7 +137,9 @@ class Predictor:
                 predictions.append(Prediction(path=name))
             except DataError as exc:
                 log.info("cannot predict %s: %s", name, exc)
-                predictions.append(Prediction(path=name, error=str(exc)))
+                # the Msg itself: its English is the CSV's text, the pages and the CLI say it in their language
+                message = exc.args[0] if exc.args and isinstance(exc.args[0], Msg) else str(exc)
+                predictions.append(Prediction(path=name, error=message))
         if tensors:
             probs, features = self._forward(torch.stack(tensors))
             flags = self.ood_detector.flag(features) if self.ood_detector is not None else [None] * len(tensors)
@@ -158,7 +161,7 @@ class Predictor:
         elif isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[2] == 3:
             img = Image.fromarray(np.ascontiguousarray(item.astype(np.uint8)))
         else:
-            raise DataError("not a photo: give a file path, a PIL image or an HxWx3 array")
+            raise DataError(Msg("err.predict.not_a_photo"))
         array = np.ascontiguousarray(np.asarray(shrink(img, self.decode_size), dtype=np.uint8))
         out = self.transform(image=array)["image"] if _is_albumentations(self.transform) else self.transform(array)
         return out if isinstance(out, torch.Tensor) else torch.as_tensor(out)
@@ -215,7 +218,7 @@ def photo_files(inputs: Iterable, recursive: bool = True) -> list[str]:
         elif path.exists():
             paths.append(str(path))
         else:
-            raise DataError(f"{path} does not exist: check the path")
+            raise DataError(Msg("err.predict.path_missing", path=str(path)))
     return paths
 
 

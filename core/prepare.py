@@ -20,6 +20,7 @@ from core import runs
 from core.config import TrainConfig
 from core.errors import DataError
 from core.workspace import subdir
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     findings = check_dataset(df)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
-        raise DataError(errors[0].message + (f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""))
+        raise DataError(Msg("err.prepare.more", first=errors[0].message, n=str(len(errors) - 1)) if len(errors) > 1
+                        else errors[0].message)
     groups = None
     if config.groups:
         from core.data.groups import assign_groups, group_leak
@@ -97,8 +99,7 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     frames = {s: usable[usable["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
     frames = {s: f for s, f in frames.items() if len(f)}
     if "train" not in frames or "val" not in frames:
-        raise DataError("the dataset needs photos for both training and validation: add photos or "
-                        "raise the validation fraction")
+        raise DataError(Msg("err.prepare.no_val"))
     log.info("classes %s; photos per split %s", class_names, {s: len(f) for s, f in frames.items()})
     return PreparedData(frames, class_names, [f.message for f in findings])
 

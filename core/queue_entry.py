@@ -25,6 +25,7 @@ from core.jobs import enqueue, ensure_worker, job_status, queue
 from core.runs import update_status
 from core.workspace import workspace_dir
 from core.jsonfile import lock_for
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def train_in_queue(config: TrainConfig | None, workspace: str | os.PathLike | No
 
     ws = workspace_dir(workspace)
     if config is not None and not Path(config.data_path).expanduser().exists():
-        raise DataError(f"{config.data_path} does not exist: check the path and try again")
+        raise DataError(Msg("err.path_missing", path=str(config.data_path)))
     if resume_run is not None:
         from core.resume import can_resume
 

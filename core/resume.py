@@ -23,6 +23,7 @@ import torch
 from core.diskspace import partial_file
 from core.errors import RunError
 from core.runs import LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, read_status
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,11 @@ def load_state(run_dir: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise RunError(f"run {Path(run_dir).name} has no saved state to resume from (no epoch finished); "
-                       "start it again") from None
+        raise RunError(Msg("err.resume.no_state", run=Path(run_dir).name)) from None
     except Exception as exc:  # torch raises many types for a damaged file
-        raise RunError(f"the saved state of run {Path(run_dir).name} is damaged ({type(exc).__name__}); "
-                       "start the run again") from None
+        raise RunError(Msg("err.resume.damaged", run=Path(run_dir).name, kind=type(exc).__name__)) from None
     if state.get("version") != VERSION:
-        raise RunError(f"run {Path(run_dir).name} was saved by another Latih version; start it again")
+        raise RunError(Msg("err.resume.other_version", run=Path(run_dir).name))
     return state
 
 

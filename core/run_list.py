@@ -15,6 +15,7 @@ from core import runs
 from core.errors import RunError
 from core.jsonfile import read_json_checked
 from core.workspace import workspace_dir
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,6 @@ def delete_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None =
     run_dir = runs.resolve_run_dir(run_dir, workspace)
     status = runs.check_alive(run_dir, runs.read_status(run_dir))
     if status.get("state") == "running":
-        raise RunError(f"run {run_dir.name} is still training; stop it first")
+        raise RunError(Msg("err.run.still_training", run=run_dir.name))
     shutil.rmtree(run_dir)
     log.info("deleted run %s", run_dir)

@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.config import ConfigError, TrainConfig
 from core.errors import RunError
+from core.i18n import Msg
 from core.jsonfile import read_json as _read_json
 from core.jsonfile import read_json_checked, update_json, write_json_atomic
 from core.liveness import HEARTBEAT_S, is_dead, now_iso
@@ -69,11 +70,9 @@ def read_json_required(path: Path) -> dict:
     path = Path(path)
     data, problem = read_json_checked(path)
     if data is None and problem is None:
-        raise RunError(f"{path.name} is missing from run folder {path.parent.name}; "
-                       "the run did not finish, train it again.")
+        raise RunError(Msg("err.run.file_missing", name=path.name, run=path.parent.name))
     if problem or not isinstance(data, dict):
-        raise RunError(f"{path.name} in run folder {path.parent.name} is damaged "
-                       f"({problem or 'not a JSON object'}); train the run again.")
+        raise RunError(Msg("err.run.file_damaged", name=path.name, run=path.parent.name, problem=problem or 'not a JSON object'))
     return data
 
 
@@ -111,7 +110,7 @@ def new_run_dir(config: TrainConfig, workspace: str | os.PathLike | None = None)
         config.to_json(candidate / CONFIG_FILE)
         write_status(candidate, "queued")
         return candidate
-    raise RunError(f"could not create a new run folder in {runs}; remove old runs and try again")
+    raise RunError(Msg("err.run.cannot_create", folder=str(runs)))
 
 
 def read_meta(run_dir: Path) -> dict:
@@ -353,16 +352,14 @@ class Run:
 
         weights = self.run_dir / MODEL_FILE
         if not weights.exists() or not self.class_names:
-            raise RunError(f"run {self.run_id} has no trained model (status: {self.status.get('state')}); "
-                           "train it again")
+            raise RunError(Msg("err.run.no_model", run=self.run_id, state=str(self.status.get('state'))))
         model = create_backbone(self.meta.get("backbone", self.config.backbone), len(self.class_names),
                                 weights="scratch")
         state = load_weights(weights, self.run_id)
         try:
             model.load_state_dict(state)
         except (RuntimeError, OSError) as exc:
-            raise RunError(f"the model file of run {self.run_id} is damaged ({str(exc).splitlines()[0]}); "
-                           "train it again") from exc
+            raise RunError(Msg("err.run.model_damaged", run=self.run_id, detail=str(exc).splitlines()[0])) from exc
         return model.to(device).eval()
 
     @property
@@ -380,9 +377,8 @@ def load_weights(path: str | os.PathLike, run_id: str = "") -> dict:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
         log.warning("cannot load %s: %s", path, exc)
-        what = f"the model file of run {run_id}" if run_id else f"the weights file {Path(path).name}"
-        raise RunError(f"{what} is damaged or incomplete ({str(exc).splitlines()[0][:120]}); "
-                       "train the run again (or resume it if it did not finish)") from None
+        what = Msg("err.run.weights_of_run", run=run_id) if run_id else Msg("err.run.weights_file", name=Path(path).name)
+        raise RunError(Msg("err.run.weights_damaged", what=what, detail=str(exc).splitlines()[0][:120])) from None
 
 
 def resolve_run_dir(run: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Path:
@@ -398,19 +394,18 @@ def resolve_run_dir(run: str | os.PathLike, workspace: str | os.PathLike | None 
     # so `../../x/runs/X` cannot reach outside the workspace's runs folder.
     if (path / CONFIG_FILE).exists():
         return path.resolve()
-    raise RunError(f"no run found at {text[:200]}; give a run id from `latih runs` or a run folder")
+    raise RunError(Msg("err.run.not_found", text=text[:200]))
 
 
 def load_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Run:
     run_dir = resolve_run_dir(run_dir, workspace)
     data, problem = read_json_checked(run_dir / CONFIG_FILE)
     if problem or not isinstance(data, dict):
-        raise RunError(f"run {run_dir.name} is damaged: config.json {problem or 'is not a JSON object'}; "
-                       "delete this run (the other runs are not affected)")
+        raise RunError(Msg("err.run.config_damaged", run=run_dir.name, problem=problem or 'is not a JSON object'))
     try:
         config = TrainConfig.from_dict(data)
     except (ConfigError, TypeError) as exc:
-        raise RunError(f"run {run_dir.name} has an unreadable config.json ({exc})") from exc
+        raise RunError(Msg("err.run.config_unreadable", run=run_dir.name, detail=exc)) from exc
     return Run(run_dir=run_dir, config=config, meta=read_meta(run_dir), metrics=read_metrics(run_dir),
                evaluation=read_json(run_dir / EVALUATION_FILE), status=check_alive(run_dir))
 

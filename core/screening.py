@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from core.errors import RunError
+from core.i18n import Msg
 
 
 def threshold_for_sensitivity(scores_pos, labels_pos_binary, target: float = 0.95) -> float:
@@ -19,8 +20,7 @@ def threshold_for_sensitivity(scores_pos, labels_pos_binary, target: float = 0.9
     y = np.asarray(labels_pos_binary).astype(bool)
     pos = np.sort(scores[y])[::-1]
     if len(pos) == 0:
-        raise RunError("The validation photos contain no example of the positive class, so no "
-                       "screening threshold can be set; add some and train again.")
+        raise RunError(Msg("err.screening.no_positive"))
     if not 0 < target <= 1:
         raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
     # k positives must score >= t; the k-th highest positive score is the largest such t.

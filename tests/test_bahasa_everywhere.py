@@ -279,3 +279,70 @@ def test_cli_setting_errors_speak_bahasa(tmp_path):
     assert bahasa_scan.ID["config.bad.epochs"].split(" {")[0] in text and "must be" not in text, text
     bad = bahasa_scan.report([("train", line) for line in text.splitlines()], bahasa_scan.user_words(data))
     assert not bad, "\n".join(bad)
+
+
+def test_cli_input_errors_speak_bahasa(tmp_path):
+    """The usual wrong inputs (LATIH_LANG=id): a path that is not there, a file for a folder, a
+    folder without class folders, predicting with a run that does not exist. Each is one Bahasa
+    line (no English, no traceback) and a usage exit code."""
+    (tmp_path / "notes.txt").write_text("not photos")
+    (tmp_path / "flat").mkdir()
+    _photo(1, CLASSES["red"]).save(tmp_path / "flat" / "leaf.png")
+    missing, a_file, flat = tmp_path / "nowhere", tmp_path / "notes.txt", tmp_path / "flat"
+    cases = {
+        "data check, missing path": (("data", "check", missing), "err.path_missing"),
+        "data check, a file": (("data", "check", a_file), "err.scan.is_file"),
+        "data check, no class folders": (("data", "check", flat), "err.layout.no_classes"),
+        "train, missing path": (("train", missing), "err.path_missing"),
+        "train, missing config": (("train", flat, "--config", tmp_path / "nope.json"), "err.cli.file_missing"),
+        "predict, missing run": (("predict", "no-such-run", a_file), "err.run.not_found"),
+    }
+    allowed = bahasa_scan.user_words(tmp_path, "nowhere", "notes.txt", "flat", "nope.json", "no-such-run")
+    for what, (args, key) in cases.items():
+        out = _latih(*args, workspace=tmp_path / "ws", timeout=120)
+        text = (out.stdout + out.stderr).strip()
+        assert out.returncode == 2 and "Traceback" not in text, f"{what}: rc {out.returncode}\n{text}"
+        lines = text.splitlines()
+        said = bahasa_scan.ID[key].split("{")[0].strip() or bahasa_scan.ID[key].split("}")[1].split("{")[0].strip()
+        assert any(said in line for line in lines), f"{what}: expected {key}\n{text}"
+        bad = bahasa_scan.report([(what, line) for line in lines], allowed)
+        assert not bad, "\n".join(bad)
+
+
+def test_every_engine_message_key_is_in_both_catalogues():
+    """Each Msg("key" ...) / Msg.english("key" ...) / tr("key" ...) written in core/ and ui/ has an
+    English and a Bahasa text (a missing key would show the key itself)."""
+    used = set()
+    for path in [*(REPO / "core").rglob("*.py"), *(REPO / "ui").rglob("*.py")]:
+        source = path.read_text(encoding="utf-8")
+        used |= set(re.findall(r"""\b(?:Msg(?:\.english)?|msg|tr)\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""", source))
+    assert len(used) > 150, f"the scan found suspiciously few keys ({len(used)})"
+    for lang, catalogue in (("en", bahasa_scan.EN), ("id", bahasa_scan.ID)):
+        missing = sorted(k for k in used if k not in catalogue)
+        assert not missing, f"used in core/ or ui/ but missing from {lang}.json: {missing}"
+
+
+def test_a_damaged_photo_is_described_in_bahasa(tmp_path):
+    """A photo's read error is kept in the scan table in English (data, matched by prefix) and
+    shown in the user's language: the unreadable finding's example, in Bahasa, is the Bahasa text."""
+    from core.data.decode import stored_error
+    from core.data.scan import scan
+    from core.data.validate import check_dataset
+    from core.i18n import Msg, render
+
+    data = tmp_path / "photos"
+    for k, (label, tint) in enumerate(CLASSES.items()):
+        (data / label).mkdir(parents=True)
+        for i in range(12):
+            _photo(100 * k + i, tint).save(data / label / f"{i}.png")
+    whole = _png(7, CLASSES["red"], size=256)
+    (data / "red" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    table = scan(data, workspace=tmp_path / "ws")
+    error = table.loc[table["path"].str.endswith("cut.png"), "error"].iloc[0]
+    assert error.startswith("file is truncated"), error  # the table keeps English
+    finding = next(f for f in check_dataset(table) if f.code == "unreadable")
+    shown = render(finding.message, "id")
+    assert bahasa_scan.ID["decode.truncated"] in shown and "truncated" not in shown, shown
+    assert not bahasa_scan.problems(shown, bahasa_scan.user_words(*(p.name for p in data.rglob("*")))), shown
+    assert stored_error("something no catalogue says") == "something no catalogue says"
+    assert stored_error(str(Msg.english("decode.not_image"))).key == "decode.not_image"

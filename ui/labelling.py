@@ -26,6 +26,7 @@ import streamlit as st
 
 from core.labels import LabelLog, LabelState, write_training_csv
 from ui import state
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def add_pool_source(project: dict[str, Any], source: str | Path) -> int:
         root = open_source(source)  # a zip, safely extracted into the workspace
     n = len(loose_files([root]))
     if not n:
-        raise DataError(f"{root.name} holds no files: choose the folder (or zip) with the photos")
+        raise DataError(Msg("err.label.no_files", name=root.name))
     pool = [p for p in project.get("pool") or [] if p != str(root)] + [str(root)]
     project["pool"] = pool
     state.save_project(project)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from core import runs
 from core.errors import DataError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,18 @@ def predict_uploads(run_dir: str, images: list, names: list[str], top_k: int = 3
 def predict_folder(run_dir: str, folder: str) -> pd.DataFrame:
     folder_path = Path(folder).expanduser()
     if not folder_path.is_dir():
-        raise DataError(f"{folder} is not a folder on this computer: check the path and try again")
+        raise DataError(Msg("err.predict.not_a_folder", folder=str(folder)))
     table = predictor(run_dir).predict_folder(folder_path)
     if table.empty:
-        raise DataError(f"no photos found in {folder}: choose a folder with JPEG or PNG files")
+        raise DataError(Msg("err.predict.folder_empty", folder=str(folder)))
     return table
 
 
 def folder_view(table: pd.DataFrame) -> pd.DataFrame:
     """The folder results as shown: headers in the page's language, no empty "None" cells, and
     the screening columns only for a screening run (the CSV download keeps the engine's columns)."""
-    from ui.i18n import t_plain
+    from core.data.decode import stored_error
+    from ui.i18n import say, t_plain
 
     def blank(value) -> bool:
         return value is None or (isinstance(value, float) and value != value)
@@ -92,5 +94,5 @@ def folder_view(table: pd.DataFrame) -> pd.DataFrame:
         view[t_plain("test.col_positive")] = [t_plain("test.yes") if v else t_plain("test.no") if v is not None
                                               else "–" for v in table["positive"]]
     if table["error"].notna().any():
-        view[t_plain("test.col_error")] = [("" if blank(e) else e) for e in table["error"]]
+        view[t_plain("test.col_error")] = [("" if blank(e) else say(stored_error(e), plain=True)) for e in table["error"]]
     return view

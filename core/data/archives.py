@@ -17,6 +17,7 @@ from core.data.layout import is_ignored_path
 from core.diskspace import raise_if_disk_full, require_free
 from core.errors import DataError
 from core.workspace import subdir
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def extract_zip(archive: Path, workspace) -> Path:
             finally:
                 shutil.rmtree(temp, ignore_errors=True)  # already renamed away on success
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
-        raise DataError(f"{archive.name} is not a valid zip archive ({exc}): re-create it or choose the folder instead") from None
+        raise DataError(Msg("err.zip.invalid", name=archive.name, detail=str(exc))) from None
     except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
         if "password" in str(exc).lower() or "encrypted" in str(exc).lower():
             raise DataError(_password_message(archive.name)) from None
@@ -75,15 +76,13 @@ def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInf
     """The members worth extracting; DataError for anything that could escape or explode."""
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_MEMBERS:
-        raise DataError(f"{archive_name} holds {len(infos):,} files, more than the {MAX_ZIP_MEMBERS:,} allowed: split it into smaller archives")
+        raise DataError(Msg("err.zip.too_many", name=archive_name, n=f"{len(infos):,}", limit=f"{MAX_ZIP_MEMBERS:,}"))
     total = sum(info.file_size for info in infos)
     if total > MAX_ZIP_UNCOMPRESSED:
-        raise DataError(f"{archive_name} would unpack to {total / 1024**3:.1f} GiB, more than the {MAX_ZIP_UNCOMPRESSED / 1024**3:.0f} GiB allowed: use a smaller archive or a folder")
+        raise DataError(Msg("err.zip.too_big", name=archive_name, size=f"{total / 1024**3:.1f}", limit=f"{MAX_ZIP_UNCOMPRESSED / 1024**3:.0f}"))
     packed = sum(info.compress_size for info in infos)
     if total > ZIP_TOTAL_MIN_SIZE and total > ZIP_TOTAL_RATIO * max(packed, 1):
-        raise DataError(f"{archive_name} looks like a zip bomb: its {packed / 1024**2:.1f} MB would unpack to "
-                        f"{total / 1024**2:.0f} MB ({total / max(packed, 1):.0f} times larger; photos barely "
-                        "compress); re-create the archive from real photos")
+        raise DataError(Msg("err.zip.bomb", name=archive_name, packed=f"{packed / 1024**2:.1f}", total=f"{total / 1024**2:.0f}", ratio=f"{total / max(packed, 1):.0f}"))
     if any(info.flag_bits & 0x1 for info in infos):
         raise DataError(_password_message(archive_name))
     for info in infos:
@@ -92,25 +91,24 @@ def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInf
 
 
 def _password_message(archive_name: str) -> str:
-    return (f"{archive_name} is password-protected: Latih cannot open it; unzip it yourself with the password "
-            "and choose the folder, or make the zip again without a password")
+    return Msg("err.zip.password", name=archive_name)
 
 
 def _check_member(info: zipfile.ZipInfo, archive_name: str) -> None:
     name = info.filename.replace("\\", "/")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in name.split("/"):
-        raise DataError(f"{archive_name} is unsafe: it contains the path '{info.filename}' that points outside the archive; re-create the zip from the dataset folder")
+        raise DataError(Msg("err.zip.outside", name=archive_name, member=info.filename))
     if stat.S_ISLNK(info.external_attr >> 16):
-        raise DataError(f"{archive_name} is unsafe: '{info.filename}' is a symbolic link; re-create the zip without links")
+        raise DataError(Msg("err.zip.symlink", name=archive_name, member=info.filename))
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > ZIP_BOMB_MIN_SIZE and ratio > ZIP_BOMB_RATIO:
-        raise DataError(f"{archive_name} looks like a zip bomb: '{info.filename}' expands {ratio:.0f} times; re-create the archive from real photos")
+        raise DataError(Msg("err.zip.bomb_member", name=archive_name, member=info.filename, ratio=f"{ratio:.0f}"))
 
 
 def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: Path) -> None:
     target = (root / info.filename.replace("\\", "/")).resolve()
     if root.resolve() not in target.parents:  # belt and braces after _check_member
-        raise DataError(f"refusing to extract '{info.filename}' outside the dataset folder")
+        raise DataError(Msg("err.zip.refuse_outside", member=info.filename))
     if info.is_dir():
         target.mkdir(parents=True, exist_ok=True)
         return

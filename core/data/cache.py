@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from core.data.decode import load_image
 from core.errors import DataError
 from core.workspace import subdir
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +189,7 @@ class PhotoDataset(Dataset):
             logger.info("PhotoDataset leaves out %d unreadable photos", len(df) - len(rows))
         unknown = sorted(set(rows["label"]) - set(self.class_names))
         if unknown:
-            raise DataError(f"photos labelled {', '.join(map(repr, unknown))} are not among the classes "
-                            f"{self.class_names}: scan the dataset again or pick the right run")
+            raise DataError(Msg("err.cache.unknown_labels", labels=', '.join(map(repr, unknown)), classes=str(self.class_names)))
         self.paths = rows["path"].tolist()
         self.sha1s = rows["sha1"].tolist() if "sha1" in rows else [""] * len(rows)
         index = {name: i for i, name in enumerate(self.class_names)}

@@ -10,6 +10,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import imagehash
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import DataError
-from core.i18n import Msg
+from core.i18n import DEFAULT_LANG, Msg, tr
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,41 @@ def _decode(data: bytes, draft_size: int | None = None) -> Image.Image:
         raise DataError(Msg.english("decode.damaged", detail=str(exc))) from None
 
 
+# Read errors kept in the scan table (and its cache) are English data (Msg.english); these are
+# the catalogue texts they can be, so stored_error() can show them in the user's language.
+STORED_ERROR_KEYS = ("decode.too_large", "decode.heif_missing", "decode.not_image", "decode.truncated",
+                     "decode.unsupported", "decode.damaged", "decode.colour", "decode.read_failed",
+                     "decode.unexpected", "decode.cannot_read")
+
+
+@lru_cache(maxsize=None)
+def _stored_patterns() -> tuple[tuple[str, re.Pattern], ...]:
+    out = []
+    for key in STORED_ERROR_KEYS:
+        parts = re.split(r"\{(\w+)\}", tr(key, DEFAULT_LANG))
+        regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.*?)" for i, p in enumerate(parts))
+        out.append((key, re.compile(regex + r"\Z", re.S)))
+    return tuple(out)
+
+
+def stored_error(text: str) -> str:
+    """A photo's read error as the scan table keeps it (English) as a Msg again, so pages and the
+    CLI say it in the user's language; the text as it is when no catalogue text fits it (logged)."""
+    if not text or isinstance(text, Msg):
+        return text
+    for key, pattern in _stored_patterns():
+        match = pattern.match(text)
+        if match:
+            return Msg(key, **match.groupdict())
+    named = re.match(r"(?P<name>[^:]+): (?P<error>.+)\Z", text, re.S)
+    if named:
+        inner = stored_error(named.group("error"))
+        if isinstance(inner, Msg):
+            return Msg("decode.named", name=named.group("name"), error=inner)
+    logger.info("photo error in no catalogue text: %r", text[:200])
+    return text
+
+
 def _pixels_in_message(message: str) -> int:
     """PIL says "Image size (400000000 pixels) exceeds limit ..."; 0 if it ever words it otherwise."""
     match = re.search(r"\((\d+) pixels\)", message)
@@ -120,7 +156,7 @@ def _decode_rgb(data: bytes, draft_size: int | None = None) -> tuple[Image.Image
     try:
         return to_rgb(ImageOps.exif_transpose(img)), mode
     except (OSError, ValueError, SyntaxError) as exc:  # odd modes (LAB, HSV) or broken EXIF
-        raise DataError(f"photo cannot be converted to colour ({mode}: {exc}): save it as JPEG or PNG") from None
+        raise DataError(Msg.english("decode.colour", mode=mode, detail=str(exc))) from None
 
 
 def decode_bytes(data: bytes, name: str = "photo", draft_size: int | None = None) -> Image.Image:
@@ -140,7 +176,7 @@ def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Ima
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}; check the file exists") from None
+        raise DataError(Msg.english("decode.cannot_read", path=str(path), reason=str(exc.strerror or exc))) from None
     try:
         return _decode_rgb(data, draft_size)[0]
     except DataError as exc:
@@ -160,7 +196,7 @@ def describe_file(path: str | os.PathLike) -> PhotoInfo:
         data = Path(path).read_bytes()
     except OSError as exc:
         logger.warning("cannot read %s: %s", path, exc)
-        return PhotoInfo(error=f"cannot read the file ({exc.strerror or exc})")
+        return PhotoInfo(error=Msg.english("decode.read_failed", reason=str(exc.strerror or exc)))
     info = PhotoInfo(sha1=hashlib.sha1(data).hexdigest())
     try:
         img, info.mode = _decode_rgb(data)
@@ -170,7 +206,7 @@ def describe_file(path: str | os.PathLike) -> PhotoInfo:
         return info
     except Exception as exc:  # one strange file must not stop the scan of a thousand
         logger.exception("unexpected failure decoding %s", path)
-        info.error = f"file could not be read ({type(exc).__name__}: {exc}): remove it"
+        info.error = Msg.english("decode.unexpected", kind=type(exc).__name__, detail=str(exc))
         return info
     info.width, info.height = img.size
     info.phash = perceptual_hash(img)

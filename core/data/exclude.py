@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from core.errors import DataError
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def read_list(path: str | Path, root: str | Path) -> tuple[str, ...]:
     try:
         text = source.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise DataError(f"cannot read the exclude list {source}: {exc.strerror or exc}; check the path") from None
+        raise DataError(Msg("err.exclude.unreadable", source=str(source), reason=str(exc.strerror or exc))) from None
     lines = text.splitlines()
     if lines and "leave_out" in next(csv.reader([lines[0]])):
         entries = [row.get("leave_out", "") for row in csv.DictReader(lines)]

@@ -28,6 +28,7 @@ import pandas as pd
 
 from core.data.findings import Finding
 from core.errors import DataError
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +76,16 @@ def parse_spec(spec: str | None) -> tuple[str, str]:
         try:
             compiled = re.compile(arg, re.IGNORECASE)
         except re.error as exc:
-            raise DataError(f"the group pattern {arg!r} is not a valid regular expression ({exc}): fix it") from exc
+            raise DataError(Msg("err.groups.bad_pattern", pattern=repr(arg), detail=str(exc))) from exc
         if not arg:
-            raise DataError("the group pattern is empty: type a regular expression such as ^(\\d+)_")
+            raise DataError(Msg("err.groups.empty_pattern"))
         del compiled
         return kind, arg
     if kind == "csv":
         if not arg or not Path(arg).expanduser().is_file():
-            raise DataError(f"the groups file {arg or '(none)'} was not found: give a CSV with columns file,group")
+            raise DataError(Msg("err.groups.file_missing", name=arg or Msg("err.groups.none")))
         return kind, str(Path(arg).expanduser())
-    raise DataError(f"unknown kind of groups {kind!r}: use one of {', '.join(KINDS)}")
+    raise DataError(Msg("err.groups.unknown_kind", kind=repr(kind), choices=', '.join(KINDS)))
 
 
 def assign_groups(df: pd.DataFrame, spec: str | None) -> pd.Series:
@@ -124,13 +125,13 @@ def _from_csv(df: pd.DataFrame, names: pd.Series, path: str) -> pd.Series:
             reader = csv.DictReader(handle)
             fields = [f.strip().lower() for f in (reader.fieldnames or [])]
             if "file" not in fields or "group" not in fields:
-                raise DataError(f"{Path(path).name} needs the columns file,group in its first line")
+                raise DataError(Msg("err.groups.columns", name=Path(path).name))
             for row in reader:
                 row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 if row.get("file"):
                     mapping[row["file"]] = row.get("group", "")
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read the groups file {Path(path).name} ({exc}): save it as a UTF-8 CSV") from exc
+        raise DataError(Msg("err.groups.unreadable", name=Path(path).name, detail=str(exc))) from exc
     root = str(df.attrs.get("root") or "").rstrip("/")
     relative = df["path"].map(lambda p: p[len(root) + 1:] if root and p.startswith(root + "/") else p)
     out = df["path"].map(mapping).fillna(relative.map(mapping)).fillna(names.map(mapping))
@@ -197,7 +198,6 @@ def group_leak(df: pd.DataFrame, groups: pd.Series) -> list[Finding]:
         return []
     rows = keyed[keyed["group"].isin(leaking)].sort_values(["group", "path"])
     pairs = rows.groupby("group")["split"].agg(lambda s: " and ".join(sorted(set(s))))
-    from core.i18n import Msg
 
     sides_of_common = pairs.value_counts().index[0].split(" and ")
     split_names = [Msg(f"finding_body.split.{s}") for s in sides_of_common]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from core.data import layout, scan_cache
 from core.errors import DataError
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +59,20 @@ def read_labels_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
             reader = csv.DictReader(handle)
             fields = [f.strip().lower() for f in (reader.fieldnames or [])]
             if "label" not in fields or not ({"path", "file"} & set(fields)):
-                raise DataError(f"{path.name} needs the columns 'path' (or 'file') and 'label' on its first line")
+                raise DataError(Msg("err.labelled.columns", name=path.name))
             reader.fieldnames = fields
             rows = []
             for number, row in enumerate(reader, 2):
                 photo = (row.get("path") or row.get("file") or "").strip()
                 label = (row.get("label") or "").strip()
                 if not photo or not label:
-                    raise DataError(f"{path.name} line {number}: a photo path and a label are both needed")
+                    raise DataError(Msg("err.labelled.incomplete_line", name=path.name, number=str(number)))
                 full = Path(photo).expanduser()
                 rows.append((str(full if full.is_absolute() else (path.parent / full).resolve()), label))
     except UnicodeDecodeError:
-        raise DataError(f"{path.name} is not a text CSV file (UTF-8): save it as CSV") from None
+        raise DataError(Msg("err.labelled.not_text", name=path.name)) from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise DataError(Msg("err.labelled.unreadable", path=str(path), reason=str(exc.strerror or exc))) from None
     return rows
 
 
@@ -80,7 +81,7 @@ def scan_csv(path: str | os.PathLike, *, workspace=None, use_cache: bool = True)
     path = Path(path).expanduser().resolve()
     rows = read_labels_csv(path)
     if not rows:
-        raise DataError(f"{path.name} names no photos yet: label some photos first")
+        raise DataError(Msg("err.labelled.empty", name=path.name))
     labels: dict[str, str] = {}
     for photo, label in rows:  # the last line about a photo wins
         labels.pop(photo, None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from core.errors import DataError
 from core.workspace import is_workspace
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,10 @@ def class_folders(root: Path) -> list[tuple[str, str, Path]]:
     else:
         others = [c.name for c in children if c not in split_dirs]
         if others:
-            raise DataError(f"{root} mixes split folders ({', '.join(c.name for c in split_dirs)}) with other folders "
-                            f"({', '.join(others)}): put every class folder inside train/ and val/, or use no split folders")
+            raise DataError(Msg("err.layout.mixed", root=str(root), splits=', '.join(c.name for c in split_dirs), others=', '.join(others)))
         found = [(SPLIT_NAMES[s.name.lower()], c.name, c) for s in split_dirs for c in _visible_dirs(s)]
     if not found:
-        raise DataError(f"{root} holds no class folders: put the photos in one subfolder per class "
-                        f"(for example {root.name}/healthy/ and {root.name}/diseased/)")
+        raise DataError(Msg("err.layout.no_classes", root=str(root), name=root.name))
     return found
 
 

@@ -25,6 +25,7 @@ from core.data.archives import extract_zip
 from core.data.layout import class_folders, dataset_root, files_under
 from core.data.scan_cache import COLUMNS, describe_all
 from core.errors import DataError
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,13 @@ def open_source(path: str | os.PathLike, workspace: str | os.PathLike | None = N
     """The dataset folder for `path`: a folder as is, a .zip safely extracted into the workspace."""
     source = Path(path).expanduser()
     if not source.exists():
-        raise DataError(f"{source} does not exist: check the path and try again")
+        raise DataError(Msg("err.path_missing", path=str(source)))
     if source.is_dir():
         return dataset_root(source.resolve())
     if source.suffix.lower() == ".csv":  # a path,label table (core.data.labelled)
         return source.resolve()
     if source.suffix.lower() != ".zip":
-        raise DataError(f"{source.name} is a file, not a folder or a .zip archive: choose the folder of class folders")
+        raise DataError(Msg("err.scan.is_file", name=source.name))
     return dataset_root(extract_zip(source.resolve(), workspace))
 
 

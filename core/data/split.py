@@ -15,6 +15,7 @@ from scipy.sparse.csgraph import connected_components
 
 from core.data.validate import duplicate_groups
 from core.errors import DataError
+from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,7 @@ def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: fl
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise DataError(f"validation ({val_fraction:g}) and test ({test_fraction:g}) fractions must each be "
-                        "between 0 and 1 and leave photos for training: choose smaller fractions")
+        raise DataError(Msg("err.split.fractions", val=f"{val_fraction:g}", test=f"{test_fraction:g}"))
 
 
 def split_groups(rows: pd.DataFrame, patient: pd.Series | None = None) -> pd.Series:

@@ -15,7 +15,7 @@ import pandas as pd
 from core.data import copies
 from core.data.copy_findings import copy_findings
 from core.data.findings import Finding
-from core.data.decode import NOT_IMAGE
+from core.data.decode import NOT_IMAGE, stored_error
 from core.i18n import Msg, names as _name_list
 
 MIN_PHOTOS_ERROR = 2
@@ -99,7 +99,7 @@ def _unreadable(df: pd.DataFrame) -> list[Finding]:
         findings.append(Finding(
             "unreadable", "warning",
             Msg(_one("finding_body.unreadable", len(files)), n=f"{len(files):,}", names=_names(files, root),
-                example=bad.loc[~not_image, "error"].iloc[0]),
+                example=stored_error(bad.loc[~not_image, "error"].iloc[0])),
             files, "drop_unreadable"))
     if not_image.any():
         files = bad.loc[not_image, "path"].tolist()
