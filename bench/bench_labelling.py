@@ -4,7 +4,7 @@ For each shared dataset: a fixed held-out evaluation set (hymenoptera: its val/ 
 others: a stratified 30% drawn once with seed 0), the rest is the unlabelled pool. Labels are
 revealed in rounds of `batch` photos, either in the order `core.active.next_order` asks for
 (from an empty start: diversity weighted by how typical a photo is, until every class has a
-few labels, then the head's uncertainty with diversity) or in random order (several seeds,
+few labels, then alternately the most uncertain photo and a coverage pick) or in random order (several seeds,
 curves averaged; the suggested order is deterministic given the pool, so one curve). After each round the same head
 as the app's (`core.active.fit_head`) is fitted on the labels so far and scored on the held-out
 set. Features are the frozen backbone's, computed once and cached (`core.active.photo_features`).
