@@ -79,7 +79,7 @@ def main() -> int:
                 measure_now(strategy)
                 guess = estimate(config, df, workspace)
                 print(f"\n{name} {strategy} ({epochs} epochs): estimate {fmt(guess.seconds)} "
-                      f"(measured speed: {guess.measured}; parts {guess.parts}); load {load()}")
+                      f"(measured speed: {guess.measured}; parts {guess.parts}; speeds used {guess.images_per_s}); load {load()}")
                 result = train(config, workspace=workspace)
                 ratio = guess.seconds / result.wall_s
                 ok = abs(ratio - 1) <= BAR
