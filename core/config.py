@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-
-import logging
 
 from core.errors import LatihError
 from core.i18n import Msg, joined

@@ -263,10 +263,10 @@ class Trainer(ResumableStages):
             started = time.perf_counter()
             total_loss, correct, seen = self._finetune_epoch(loader, step, scheduler)
             seconds = time.perf_counter() - started
-            if stage.trainable == "all" and index > 0 and step.batch_part == c.batch_size:
-                self._record_speed(seen / max(seconds, 1e-9))
             val = self._validate_photos()
             metrics = self._metrics("finetune", total_loss, correct, seen, val, optimizer, seconds)
+            if stage.trainable == "all" and index > 0 and step.batch_part == c.batch_size:
+                self._record_speed(metrics["images_per_s"])  # the figure the epoch's metrics report
             metrics.update(precision=step.precision.name, batch_part=step.batch_part)
             if step.guard.fell_back:
                 self._say_status(precision_fallback=True)

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,14 @@ class ImageCache:
 
     def get(self, path: str | os.PathLike, sha1: str) -> np.ndarray:
         cached = self.file_for(sha1)
-        if cached.exists():
+        try:
+            used = cached.stat().st_mtime  # one stat: whether it is there, and when it was last used
+        except FileNotFoundError:
+            used = None
+        if used is not None:
             try:
                 array = _read(cached.read_bytes())
-                _touch(cached)
+                _touch(cached, used)
                 return array
             except (OSError, ValueError, SyntaxError) as exc:  # half-written by a killed process
                 logger.warning("cache file %s is damaged (%s); decoding the photo again", cached, exc)
@@ -148,14 +153,13 @@ CACHE_PNG_LEVEL = 1  # fast to write; higher levels save a few percent more for 
 TOUCH_AFTER_S = 3600.0
 
 
-def _touch(path: Path) -> None:
+def _touch(path: Path, used: float) -> None:
     """Mark a cached photo as used (its mtime), at most once an hour: the limit removes the
     photos used longest ago first."""
-    import time
-
+    if time.time() - used <= TOUCH_AFTER_S:
+        return
     try:
-        if time.time() - path.stat().st_mtime > TOUCH_AFTER_S:
-            os.utime(path)
+        os.utime(path)
     except OSError as exc:
         logger.debug("cannot mark %s as used: %s", path, exc)
 
