@@ -11,7 +11,7 @@ from core.i18n import Msg
 
 
 def add_train(commands, common) -> None:
-    from core.config import AUGMENT_PRESETS, IMBALANCE_MODES, MONITOR_METRICS, STRATEGIES
+    from core.config import AUGMENT_PRESETS, FINETUNE_SCHEDULES, IMBALANCE_MODES, MONITOR_METRICS, STRATEGIES
 
     train = commands.add_parser("train", parents=[common], help="train a classifier on a folder of photos",
                                 description="Train a classifier. Unset options use the defaults (or the "
@@ -52,6 +52,8 @@ def add_train(commands, common) -> None:
     add("--imbalance", choices=IMBALANCE_MODES, help="when classes have very different counts: class-weights "
         "or balanced-sampler (default none)")
     add("--label-smoothing", type=float, help="soften the training targets a little, e.g. 0.1 (default 0)")
+    add("--finetune-schedule", choices=FINETUNE_SCHEDULES, help="how the fine-tuning learning rate moves: "
+        "flat-cosine (default: held, then lowered over the last quarter) or cosine (lowered from the start)")
     add("--device", choices=("auto", "cpu", "cuda", "mps"), help="processor to train on (default auto)")
     add("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="number format of fine-tuning (default "
         "auto: bf16/channels_last only where measured to help on this processor and model; fp16 needs CUDA)")
@@ -72,7 +74,7 @@ def add_train(commands, common) -> None:
 _FLAG_TO_FIELD = {"patience": "early_stopping_patience"}
 _TRAIN_FLAGS = ("backbone", "strategy", "epochs", "head_epochs", "unfreeze_blocks", "lr", "backbone_lr", "batch_size", "image_size",
                 "augment", "seed", "val_fraction", "test_fraction", "weights", "positive_class",
-                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "device", "run_name",
+                "target_sensitivity", "patience", "monitor", "imbalance", "label_smoothing", "finetune_schedule", "device", "run_name",
                 "groups", "resplit", "precision", "compile", "num_workers")
 
 def add_repeat(commands, common) -> None:

@@ -20,6 +20,11 @@ from core.recipe import DEFAULT_BACKBONE_LR, STRATEGIES
 AUGMENT_PRESETS = ("none", "light", "medium", "heavy", "fundus", "leaf")
 IMBALANCE_MODES = ("none", "class-weights", "balanced-sampler")
 MONITOR_METRICS = ("val_loss", "val_acc", "val_f1")
+# How the fine-tuning stages' learning rate moves (core/loop.py lr_factor). "flat-cosine" holds the
+# chosen LR for the first 75% of the steps, then anneals (fastai's fit_flat_cos); "cosine" anneals
+# from the first step. Measured on hymenoptera, 3 epochs of full fine-tuning (issue 12): a short
+# budget has ~24 steps, and plain cosine halves the distance the weights travel in them.
+FINETUNE_SCHEDULES = ("flat-cosine", "cosine")
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class TrainConfig:
     unfreeze_blocks: int = 2  # fine-tune: how many of the last blocks learn (see core/recipe.py)
     weight_decay: float = 0.01
     warmup_epochs: int = 0  # a warm-up epoch cost a third of a 3-epoch budget (issue 12)
+    finetune_schedule: str = "flat-cosine"  # see FINETUNE_SCHEDULES; the head stage always anneals by cosine
     label_smoothing: float = 0.0
     imbalance: str = "none"
     batch_size: int = 32
@@ -97,6 +103,8 @@ class TrainConfig:
             bad("strategy", choices=", ".join(STRATEGIES), got=repr(self.strategy))
         if self.augment not in AUGMENT_PRESETS:
             bad("augment", choices=", ".join(AUGMENT_PRESETS), got=repr(self.augment))
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            bad("finetune_schedule", choices=", ".join(FINETUNE_SCHEDULES), got=repr(self.finetune_schedule))
         if self.imbalance not in IMBALANCE_MODES:
             bad("imbalance", choices=", ".join(IMBALANCE_MODES), got=repr(self.imbalance))
         if self.monitor not in MONITOR_METRICS:
@@ -166,6 +174,10 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(Msg("err.config.unknown", names=', '.join(unknown)))
+        if "finetune_schedule" not in data and known - {"finetune_schedule"} <= set(data):
+            # A whole saved config from before the field existed: that run annealed by cosine,
+            # and repeating or resuming it must too.
+            data = {**data, "finetune_schedule": "cosine"}
         return cls(**data)
 
     @classmethod
@@ -200,5 +212,5 @@ def recommend_strategy(n_train_images: int) -> tuple[str, str]:
 
 __all__ = [
     "TrainConfig", "ConfigError", "STRATEGIES", "AUGMENT_PRESETS", "IMBALANCE_MODES",
-    "MONITOR_METRICS", "DEFAULT_BACKBONE", "recommend_strategy", "default",
+    "MONITOR_METRICS", "FINETUNE_SCHEDULES", "DEFAULT_BACKBONE", "recommend_strategy", "default",
 ]

@@ -15,7 +15,7 @@ import torch
 from core import feature_cache
 from core import train as train_module
 from core.callbacks import FunctionCallback
-from core.config import TrainConfig
+from core.config import ConfigError, TrainConfig
 from core.errors import DataError
 from core.loop import lr_factor
 from core.runs import load_run, read_metrics, read_status
@@ -238,6 +238,35 @@ def test_lr_schedule_warms_up_then_decays():
     assert factors[0] == pytest.approx(0.25) and factors[3] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[4:], factors[5:]))
     assert factors[-1] > 0
+
+
+def test_flat_cosine_holds_the_chosen_lr_then_anneals():
+    factors = [lr_factor(step, warmup_steps=0, total_steps=24, flat=0.75) for step in range(24)]
+    assert factors[:18] == [1.0] * 18  # the first 75% of the steps at the chosen LR
+    assert all(a > b for a, b in zip(factors[18:], factors[19:])) and 0 < factors[-1] < 0.2
+    # over a 3-epoch budget the weights travel ~0.85 of the chosen LR per step, against ~0.5 for cosine
+    cosine = [lr_factor(step, 0, 24) for step in range(24)]
+    assert sum(factors) / 24 > 0.8 > 0.55 > sum(cosine) / 24
+
+
+def test_fine_tuning_follows_the_configured_schedule(make_dataset, workspace, no_evaluation):
+    data = make_dataset(("red", "green"), n=8)
+    lrs = {}
+    for schedule in ("flat-cosine", "cosine"):
+        result = train(tiny_config(data, strategy="full", epochs=4, lr=1e-3, backbone_lr=1e-3, batch_size=8,
+                                   finetune_schedule=schedule), workspace=workspace)
+        lrs[schedule] = [row["lr"] for row in epoch_rows(result.run_dir)]
+    assert lrs["flat-cosine"][:3] == [pytest.approx(1e-3)] * 3  # held for 75% of 4 epochs
+    assert lrs["cosine"][1] < 1e-3 and lrs["cosine"][2] < lrs["cosine"][1]
+
+
+def test_a_saved_config_from_before_the_schedule_field_keeps_cosine(tmp_path):
+    saved = TrainConfig(data_path=str(tmp_path)).to_dict()
+    del saved["finetune_schedule"]
+    assert TrainConfig.from_dict(saved).finetune_schedule == "cosine"  # repeats and resumes as it ran
+    assert TrainConfig.from_dict({"data_path": str(tmp_path)}).finetune_schedule == "flat-cosine"
+    with pytest.raises(ConfigError):
+        TrainConfig(data_path=str(tmp_path), finetune_schedule="linear")
 
 
 def test_deterministic_flag_is_restored(make_dataset, workspace, no_evaluation):
