@@ -11,7 +11,7 @@ from ui import copy_review, data_ops, groups_ui, model_info, state, widget_texts
 from ui.components import frame, guard, next_step, page_header, require_project
 from ui.i18n import has, say, t
 from ui.media import photo_grid, thumbnail
-from ui.safe_text import md, plotly as plotly_text
+from ui.safe_text import plotly as plotly_text
 
 frame()
 page_header("data.title", "data.purpose")
@@ -26,8 +26,15 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
         upload = widget_texts.file_uploader(t("data.zip_label"), type=["zip"], key="data_zip_upload")
         if upload is not None and st.button(t("data.zip_use"), key="data_zip_use", type="primary"):
             with guard("zip"):
-                saved = data_ops.save_upload(upload, data_ops.uploads_dir(project))
+                saved = data_ops.save_zip_upload(project, upload)  # to disk 8 MiB at a time, with a bar
                 data_ops.read_source(project, saved, "zip")
+                st.rerun()
+        # A zip too big for a browser upload: read from where it lies, unpacked the same streaming way.
+        zip_path = st.text_input(t("data.zip_path_label"), key="data_zip_path", help=t("data.zip_path_help"),
+                                 placeholder="/home/me/photos/clinic.zip")
+        if st.button(t("data.zip_path_use"), key="data_zip_path_use", disabled=not zip_path.strip()):
+            with guard("zip"):
+                data_ops.read_source(project, data_ops.local_zip(zip_path), "zip")
                 st.rerun()
     with tab_classes:
         st.caption(t("data.classes_help"))
@@ -131,21 +138,27 @@ with guard("copies"):
 if excluded:
     with st.expander(t("data.excluded_title", n=len(excluded))):
         st.caption(t("data.excluded_help"))
-        st.dataframe({t("data.col_file"): data_ops.short_paths(excluded, project.get("data_path"), df_all)},
+        listed = excluded[:data_ops.LIST_LIMIT]  # a summary, never 50,000 rows sent to the browser
+        st.dataframe({t("data.col_file"): data_ops.short_paths(listed, project.get("data_path"), df_all)},
                      hide_index=True)
+        if len(excluded) > len(listed):
+            st.caption(t("data.excluded_more", shown=f"{len(listed):,}", n=f"{len(excluded):,}"))
         if st.button(t("data.restore"), key="data_restore_excluded"):
             state.update_project(project, excluded=[], copy_decisions={})
             st.rerun()
 
-# ---- 4. sample photos ------------------------------------------------------------------------------
+# ---- 4. sample photos: one class at a time, a page of SAMPLE_PAGE photos (bounded at any set size) ----
 st.subheader(t("data.samples_title"))
 labels = sorted(df["label"].unique())
 if labels:
-    for tab, label in zip(st.tabs([md(label) for label in labels[:20]]), labels[:20]):
-        with tab:
-            paths = df.loc[(df["label"] == label) & df["readable"], "path"].tolist()
-            photo_grid(paths, limit=12)
-            st.caption(t("data.class_total", n=int((df["label"] == label).sum())))
+    cols = st.columns([3, 1], vertical_alignment="bottom")
+    label = cols[0].selectbox(t("data.sample_class"), labels, key="data_sample_class")  # options: plain text
+    paths = data_ops.class_photos(df, label)
+    pages = max(1, -(-len(paths) // data_ops.SAMPLE_PAGE))
+    page = int(cols[1].number_input(t("data.sample_page", n=pages), 1, pages, 1, key=f"data_sample_page_{labels.index(label)}",
+                                    disabled=pages == 1))
+    photo_grid(data_ops.page_of(paths, page), limit=data_ops.SAMPLE_PAGE)
+    st.caption(t("data.sample_caption", n=f"{int((df['label'] == label).sum()):,}", page=page, pages=pages))
 
 # ---- 5. photos that belong together (patients), then the split -----------------------------------------
 groups_ui.groups_section(project, df)
@@ -170,8 +183,8 @@ if val_fraction + test_fraction >= 0.9:
 if test_fraction == 0 and not already_split:
     st.caption(t("data.no_test_note"))
 with guard("split"):
-    table = data_ops.split_preview(df, val_fraction, test_fraction, int(model_info.setting(project, "seed")),
-                                   groups=groups_ui.current_groups(project, df), resplit=bool(project.get("resplit")))
+    table = data_ops.project_split_preview(project, val_fraction, test_fraction,
+                                           int(model_info.setting(project, "seed")))
     st.dataframe(table, key="data_split_table")
 
 # ---- 6. augmentation preview -------------------------------------------------------------------------

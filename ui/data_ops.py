@@ -25,8 +25,12 @@ def safe_name(name: str) -> str:
     return name[:120] or "file"
 
 
-def save_upload(uploaded, folder: Path) -> Path:
-    """Write a Streamlit UploadedFile into `folder` (same name and size: kept as is).
+CHUNK = 8 * 1024**2  # an upload is copied to disk 8 MiB at a time
+
+
+def save_upload(uploaded, folder: Path, progress=None) -> Path:
+    """Write a Streamlit UploadedFile into `folder` (same name and size: kept as is), in CHUNK
+    pieces: `progress(bytes_done, bytes_total)` after each one (a progress bar for a big zip).
 
     Written to a temp file and renamed, so a full disk leaves no truncated upload behind
     (DiskFullError says how much room is needed, and where)."""
@@ -34,15 +38,47 @@ def save_upload(uploaded, folder: Path) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / safe_name(uploaded.name)
-    data = uploaded.getbuffer()
-    if not (target.exists() and target.stat().st_size == len(data)):
-        require_free(folder, len(data), f"saving {target.name}")
+    size = int(uploaded.size)
+    if not (target.exists() and target.stat().st_size == size):
+        require_free(folder, size, f"saving {target.name}")
         tmp = target.with_name(f".{target.name}.upload")
-        with partial_file(tmp, len(data)):
+        with partial_file(tmp, size):
+            uploaded.seek(0)
+            done = 0
             with open(tmp, "wb") as handle:
-                handle.write(data)
+                while chunk := uploaded.read(CHUNK):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, size)
             os.replace(tmp, target)
+    if progress is not None:
+        progress(size, size)
     return target
+
+
+def save_zip_upload(project: dict[str, Any], uploaded) -> Path:
+    """save_upload into the project's uploads folder with a progress bar (MB copied / MB)."""
+    from core.diskspace import human
+
+    bar = st.progress(0.0, text=t("data.progress_upload", done=human(0), total=human(uploaded.size)))
+
+    def step(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(total, 1)), text=t("data.progress_upload", done=human(done),
+                                                             total=human(total)))
+
+    return save_upload(uploaded, uploads_dir(project), progress=step)
+
+
+def local_zip(text: str) -> Path:
+    """The path typed for "a zip on this machine"; DataError when it is not an existing .zip."""
+    from core.errors import DataError
+    from core.i18n import Msg
+
+    path = Path(text.strip().strip('"')).expanduser()
+    if path.suffix.lower() != ".zip" or not path.is_file():
+        raise DataError(Msg("err.zip.not_a_zip_path", path=str(path)))
+    return path
 
 
 def uploads_dir(project: dict[str, Any]) -> Path:
@@ -54,15 +90,31 @@ def class_photos_dir(project: dict[str, Any]) -> Path:
 
 
 def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
-    """open_source + scan with a progress bar; stores the table in the project. LatihError propagates."""
+    """open_source + scan with progress bars; stores the table in the project. LatihError propagates.
+
+    A zip (uploaded, or a path on this machine) is unpacked member by member with its own bar
+    (files and MB done); the project keeps its old photos until the new ones are read: a corrupt
+    or truncated zip raises before anything in the project changes."""
     from core.data.scan import open_source, scan
+    from core.diskspace import human
 
     bar = st.progress(0.0, text=t("data.progress_open"))
     uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)
+
+    def unpacked(done: int, total: int, done_bytes: int, total_bytes: int) -> None:
+        if done % 100 and done != total:  # extract_zip calls after every file: 50,000 bar updates are too many
+            return
+        bar.progress(0.5 * done / max(total, 1), text=t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
+                                                         mb=human(done_bytes), mb_total=human(total_bytes)))
+
+    def read(done: int, total: int) -> None:
+        bar.progress(0.5 + 0.4 * done / max(total, 1),  # scan calls this every 64 photos
+                     text=t("data.progress_read", done=f"{done:,}", total=f"{total:,}"))
+
     try:
-        root = open_source(source)
-        bar.progress(0.25, text=t("data.progress_scan"))
-        df = scan(root)
+        root = open_source(source, progress=unpacked)
+        bar.progress(0.5, text=t("data.progress_scan"))
+        df = scan(root, progress=read)
     except BaseException:
         if uploaded:
             Path(source).unlink(missing_ok=True)  # a rejected upload is not kept
@@ -75,6 +127,22 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     if uploaded:
         Path(source).unlink(missing_ok=True)  # extracted into the workspace; the copy is not needed
     return True
+
+
+SAMPLE_PAGE = 24  # photos per page of the Data page's sample grid
+LIST_LIMIT = 500  # rows of a file list drawn on the Data page (the count says how many more)
+
+
+def class_photos(df: pd.DataFrame, label: str) -> list[str]:
+    """The readable photos of one class, in the table's order (the pages of the sample grid)."""
+    return df.loc[(df["label"] == label) & df["readable"], "path"].tolist()
+
+
+def page_of(items: list, page: int, size: int = SAMPLE_PAGE) -> list:
+    """Items of page `page` (1-based) of `size` each; an out-of-range page gives the last one."""
+    pages = max(1, -(-len(items) // size))
+    page = min(max(1, int(page)), pages)
+    return items[(page - 1) * size: page * size]
 
 
 def read_table(table: str) -> pd.DataFrame:
@@ -129,15 +197,51 @@ def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:
     return len(dropped)
 
 
-def split_preview(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
-                  groups: pd.Series | None = None, resplit: bool = False) -> pd.DataFrame:
-    """Photos per class and split, as the engine will split them (by patient group when given)."""
-    from core.data.split import assign_splits
+@st.cache_data(max_entries=16, show_spinner=False)
+def _split_counts_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str,
+                         val_fraction: float, test_fraction: float, seed: int, groups_spec: str,
+                         groups_version: int, resplit: bool) -> pd.DataFrame:
+    import json
 
-    usable = df[df["readable"]] if "readable" in df.columns else df
+    from core.data.groups import assign_groups
+    from core.data.split import assign_splits
+    from core.errors import LatihError
+
+    df = read_table(table)
+    if excluded:
+        df = df[~df["path"].isin(set(excluded))].reset_index(drop=True)
+    df.attrs.update(json.loads(attrs_json))
+    groups = None
+    if groups_spec:
+        try:
+            groups = assign_groups(df, groups_spec)
+        except LatihError as exc:  # as groups_ui.current_groups: an unusable spec splits without groups
+            log.warning("groups %r unusable: %s", groups_spec, exc)
+    usable = df[df["readable"]]
     split = assign_splits(usable, val_fraction, test_fraction, seed,
                           groups=groups[usable.index] if groups is not None else None, resplit=resplit)
-    table = split.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
+    return split.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
+
+
+def project_split_preview(project: dict[str, Any], val_fraction: float, test_fraction: float,
+                          seed: int) -> pd.DataFrame:
+    """Photos per class and split of the project's photos, as the engine will split them (by
+    patient group when the project has groups). Computed once per (photo table, settings): the
+    split keeps copies together, and finding them takes seconds at 50,000 photos."""
+    import json
+
+    table = state.files_table_path(project)
+    spec = str(project.get("groups") or "")
+    groups_file = Path(spec[4:]).expanduser() if spec.startswith("csv:") else None
+    groups_version = groups_file.stat().st_mtime_ns if groups_file is not None and groups_file.is_file() else 0
+    counts = _split_counts_cached(str(table), table.stat().st_mtime, tuple(sorted(project.get("excluded", []))),
+                                  json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
+                                  float(val_fraction), float(test_fraction), int(seed),
+                                  spec, groups_version, bool(project.get("resplit")))
+    return _split_table(counts)
+
+
+def _split_table(table: pd.DataFrame) -> pd.DataFrame:
     table = table.reindex(columns=[c for c in ("train", "val", "test") if c in table.columns])
     table = table.rename(columns={c: t(f"split.{c}") for c in table.columns})
     table.index.name = t("data.axis_class")

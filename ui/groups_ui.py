@@ -18,6 +18,47 @@ log = logging.getLogger(__name__)
 CHOICES = ("", "eye-pair", "person", "prefix", "folder", "regex", "csv")
 
 
+def _table_key(project: dict[str, Any]) -> tuple | None:
+    """What the project's photo list is made of (its file version, the left-out photos): the key of
+    the cached group computations below, so a rerun of the Data page does not redo them."""
+    table = state.files_table_path(project)
+    try:
+        mtime = table.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    return str(table), mtime, tuple(sorted(project.get("excluded") or []))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _suggest_cached(key: tuple, _df: pd.DataFrame):
+    from core.data.groups import suggest
+
+    return suggest(_df)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _preview_cached(key: tuple, spec: str, _df: pd.DataFrame):
+    from core.data.groups import preview
+
+    return preview(_df, spec)
+
+
+def _suggest(project: dict[str, Any], df: pd.DataFrame):
+    from core.data.groups import suggest
+
+    key = _table_key(project)
+    return suggest(df) if key is None else _suggest_cached(key, df)
+
+
+def _preview(project: dict[str, Any], df: pd.DataFrame, spec: str):
+    from core.data.groups import preview
+
+    key = _table_key(project)
+    if key is None or spec.startswith("csv:"):  # a groups file can change under the same photo list
+        return preview(df, spec)
+    return _preview_cached(key, spec, df)
+
+
 def current_groups(project: dict[str, Any], df: pd.DataFrame) -> pd.Series | None:
     """The patient group per row of df for the project's choice, or None (no groups / a bad spec)."""
     from core.data.groups import assign_groups
@@ -34,13 +75,13 @@ def current_groups(project: dict[str, Any], df: pd.DataFrame) -> pd.Series | Non
 
 
 def groups_section(project: dict[str, Any], df: pd.DataFrame) -> None:
-    from core.data.groups import group_leak, preview, suggest
+    from core.data.groups import group_leak
 
     st.subheader(t("groups.title"))
     st.caption(t("groups.help"))
     spec = project.get("groups") or ""
     kind, _, arg = spec.partition(":")
-    hint = suggest(df) if not spec else None
+    hint = _suggest(project, df) if not spec else None  # cached per photo list: seconds at 50,000
     if hint is not None:
         st.info(t("groups.suggest", n=f"{hint.n_grouped:,}", groups=f"{hint.n_groups:,}",
                   what=t(f"groups.kind.{hint.spec}")), icon=":material/group:")
@@ -60,7 +101,7 @@ def groups_section(project: dict[str, Any], df: pd.DataFrame) -> None:
         new_spec = f"csv:{path.strip()}" if path.strip() else ""
     shown = None
     with guard("groups"):
-        shown = preview(df, new_spec) if new_spec else None
+        shown = _preview(project, df, new_spec) if new_spec else None
     if shown is not None:
         cols = st.columns(3)
         cols[0].metric(t("groups.n_groups"), f"{shown.n_groups:,}")

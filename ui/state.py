@@ -316,10 +316,10 @@ def save_files_table(project: dict[str, Any], df: pd.DataFrame) -> None:
     update_project(project, scan_attrs=attrs)
 
 
-def load_files_table(project: dict[str, Any], include_excluded: bool = False) -> pd.DataFrame | None:
-    path = files_table_path(project)
-    if not path.exists():
-        return None
+@st.cache_data(max_entries=4, show_spinner=False)
+def _read_files_csv(path: str, mtime_ns: int, size: int) -> pd.DataFrame | None:
+    """files.csv parsed once per version of the file (50,000 rows take a while to parse; a copy
+    comes back from the cache on every rerun of a page)."""
     try:
         df = pd.read_csv(path, keep_default_na=False, dtype={"sha1": str, "phash": str, "split": str,
                                                               "label": str, "path": str, "error": str,
@@ -329,6 +329,18 @@ def load_files_table(project: dict[str, Any], include_excluded: bool = False) ->
         return None
     if "readable" in df.columns:
         df["readable"] = df["readable"].astype(str).str.lower().isin(("true", "1"))
+    return df
+
+
+def load_files_table(project: dict[str, Any], include_excluded: bool = False) -> pd.DataFrame | None:
+    path = files_table_path(project)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    df = _read_files_csv(str(path), info.st_mtime_ns, info.st_size)
+    if df is None:
+        return None
     if not include_excluded and project.get("excluded"):
         df = df[~df["path"].isin(set(project["excluded"]))].reset_index(drop=True)
     df.attrs.update(project.get("scan_attrs") or {})

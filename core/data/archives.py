@@ -1,5 +1,11 @@
 """Unpacking a .zip dataset safely: no path escapes, no links, no zip bombs, no half-written
-folder (extraction renames a finished temp folder into `<workspace>/datasets/`)."""
+folder (extraction renames a finished temp folder into `<workspace>/datasets/`).
+
+Bounded memory at any size: the zip is read from disk member by member, each member streamed
+to its file with shutil.copyfileobj (1 MiB at a time), never read whole; `progress(done, total,
+bytes_done, bytes_total)` is called after each member. The real bounds are the free disk
+(checked against the total uncompressed size before anything is written) and the ceilings below,
+sized for a clinic's 50,000-photo set."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +14,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -21,8 +28,8 @@ from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
 
-MAX_ZIP_MEMBERS = 20_000
-MAX_ZIP_UNCOMPRESSED = 4 * 1024**3
+MAX_ZIP_MEMBERS = 500_000  # 50,000 photos ten times over (plus folders)
+MAX_ZIP_UNCOMPRESSED = 256 * 1024**3  # free disk is checked too: the usual bound
 ZIP_BOMB_RATIO = 200
 ZIP_BOMB_MIN_SIZE = 10 * 1024**2
 # The whole archive: photos barely compress (ratio ~1), so a zip that unpacks to over
@@ -32,7 +39,17 @@ ZIP_TOTAL_RATIO = 50
 ZIP_TOTAL_MIN_SIZE = 64 * 1024**2
 
 
-def extract_zip(archive: Path, workspace) -> Path:
+# What zipfile raises for a damaged or truncated archive (a CRC mismatch, a cut-off member, a
+# missing central directory). The caller's project keeps its old dataset: nothing is published.
+_BROKEN = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, struct.error)
+
+
+def extract_zip(archive: Path, workspace, progress=None) -> Path:
+    """The extracted dataset folder of `archive` (unpacked once; an archive's sha1 names it).
+
+    `progress(members_done, members_total, bytes_done, bytes_total)`, when given, is called
+    before the first member and after each one. DataError for an unsafe, corrupt or truncated
+    zip (nothing is left behind: the temp folder is removed), DiskFullError when it cannot fit."""
     destination = subdir("datasets", workspace) / f"{archive.stem}-{_file_sha1(archive)[:10]}"
     if destination.is_dir():  # complete: extraction only ever renames a finished temp folder
         return destination
@@ -42,13 +59,24 @@ def extract_zip(archive: Path, workspace) -> Path:
             require_free(destination.parent, sum(i.file_size for i in members), f"unpacking {archive.name}")
             temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination.parent))
             try:
-                for info in members:
-                    _extract_member(zf, info, temp)
+                total_bytes, done_bytes = sum(i.file_size for i in members), 0
+                if progress is not None:
+                    progress(0, len(members), 0, total_bytes)
+                for k, info in enumerate(members, 1):
+                    try:
+                        _extract_member(zf, info, temp)
+                    except _BROKEN as exc:  # this member's bytes are damaged or cut off
+                        logger.warning("%s: member %s unreadable: %r", archive.name, info.filename, exc)
+                        raise DataError(Msg("err.zip.corrupt", name=archive.name, member=info.filename)) from None
+                    done_bytes += info.file_size
+                    if progress is not None:
+                        progress(k, len(members), done_bytes, total_bytes)
                 _publish(temp, destination)
             finally:
                 shutil.rmtree(temp, ignore_errors=True)  # already renamed away on success
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
-        raise DataError(Msg("err.zip.invalid", name=archive.name, detail=str(exc))) from None
+    except _BROKEN as exc:  # no readable table of contents: not a zip, or cut off before its end
+        logger.warning("%s: not a readable zip: %r", archive.name, exc)
+        raise DataError(Msg("err.zip.unreadable", name=archive.name)) from None
     except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
         if "password" in str(exc).lower() or "encrypted" in str(exc).lower():
             raise DataError(_password_message(archive.name)) from None

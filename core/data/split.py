@@ -85,8 +85,16 @@ def _split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, s
     """Split per row; groups are shuffled per class (the class of a group = its most common label)."""
     groups = split_groups(rows, patient)
     table = pd.DataFrame({"group": groups, "label": rows["label"], "path": rows["path"]})
-    per_group = table.groupby("group").agg(
-        label=("label", lambda s: s.value_counts().index[0]), size=("path", "size"), first=("path", "min"))
+    by_group = table.groupby("group")
+    label = by_group["label"].first()
+    mixed = by_group["label"].nunique()
+    mixed = mixed[mixed > 1].index  # copies across classes: the most common label, as before
+    if len(mixed):
+        label.loc[mixed] = table[table["group"].isin(mixed)].groupby("group")["label"].agg(
+            lambda s: s.value_counts().index[0])
+    # One vectorised pass for the groups of one label (nearly all): a Python call per group took
+    # 17 s at 10,000 photos.
+    per_group = pd.DataFrame({"label": label, "size": by_group["path"].size(), "first": by_group["path"].min()})
     # Sorting by the first path makes the result independent of the row order of df.
     per_group = per_group.sort_values(["label", "first"])
     rng = np.random.default_rng(seed)
