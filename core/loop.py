@@ -69,7 +69,7 @@ class Trainer(ResumableStages):
         if resume_state is not None:
             from core.resume import model_state
 
-            ctx.model.load_state_dict(model_state(ctx.run_dir))
+            ctx.model.load_state_dict(model_state(ctx.run_dir, resume_state))
             ctx.epoch, ctx.history = int(resume_state["epoch"]), list(resume_state["history"])
             ctx.best_epoch, ctx.best_value = resume_state["best_epoch"], resume_state["best_value"]
             ctx.best_metrics = dict(resume_state["best_metrics"])

@@ -1,15 +1,21 @@
 """Continue a run that did not finish, from the state saved at the end of its last epoch.
 
-At each epoch's end the trainer saves `<run>/last.safetensors` (the model now, not the best
-one) and `<run>/resume.pt`: the optimizer, scheduler, stage and epoch, the early-stopping
-and best-checkpoint bookkeeping, the history, and every random state (torch, numpy,
-python, the data-order generator and the augmentation's own generators). `resume.pt`
-holds only tensors and plain Python values and is read with `torch.load(weights_only=True)`
-(no arbitrary pickles). Resuming replays nothing: metrics.jsonl is cut back to the saved
-epoch, so it has every epoch exactly once, and the run ends as an uninterrupted one would.
+At each epoch's end the trainer saves a checkpoint pair: the model now (not the best one) in
+`<run>/last-eNNNN.safetensors`, named for the epoch, then `<run>/resume.pt`: the optimizer,
+scheduler, stage and epoch, the early-stopping and best-checkpoint bookkeeping, the history,
+every random state (torch, numpy, python, the data-order generator and the augmentation's own
+generators), and the name, size and SHA-256 of its weights file. Each file is written atomically
+(temp file + os.replace) and resume.pt last, so whenever the process dies (kill -9 between the
+two writes included) resume.pt names a complete weights file of its own epoch; the older
+weights file is removed only after resume.pt is replaced. (Runs saved before this pairing have
+one `last.safetensors` and a version-1 resume.pt; they resume from those.) `resume.pt` holds
+only tensors and plain Python values and is read with `torch.load(weights_only=True)` (no
+arbitrary pickles). Resuming replays nothing: metrics.jsonl is cut back to the saved epoch, so
+it has every epoch exactly once, and the run ends as an uninterrupted one would.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,12 +28,14 @@ import torch
 
 from core.diskspace import partial_file
 from core.errors import RunError
-from core.runs import LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, read_status
+from core.runs import (LAST_MODEL_EPOCH, LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, last_model_files,
+                       last_model_name, read_status)
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: resume.pt names its weights file (the pair); 1: the weights are last.safetensors
+VERSIONS = (1, VERSION)
 
 
 # ---- random states -------------------------------------------------------------------------------
@@ -78,28 +86,69 @@ def _tuples(value):
 
 
 # ---- files -----------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_state(run_dir: Path, model: torch.nn.Module, state: dict) -> None:
-    """Write last.safetensors then resume.pt (each atomically: temp file + os.replace)."""
+    """Save the pair: the weights into last-e<epoch>.safetensors, then resume.pt naming that file
+    (with its size and SHA-256), then remove the older weights. Each write is atomic and resume.pt
+    is replaced last, so the state on disk always points at a complete pair.
+
+    The name is new at every save because epochs only grow within a run (a resume starts from
+    the epoch resume.pt names and saves the next one): the file resume.pt names is never
+    overwritten. A file of the same name left by a process killed before its resume.pt was
+    replaced is named by nothing and is overwritten."""
     from core.callbacks import save_weights
 
-    save_weights(model, run_dir / LAST_MODEL_FILE)
+    run_dir = Path(run_dir)
+    name = last_model_name(state["epoch"])
+    weights = run_dir / name
+    save_weights(model, weights)
+    pair = {"file": name, "bytes": weights.stat().st_size, "sha256": _sha256(weights)}
     target = run_dir / RESUME_FILE
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with partial_file(tmp):
-        torch.save({"version": VERSION, **state}, tmp)
+        torch.save({"version": VERSION, **state, "weights": pair}, tmp)
     os.replace(tmp, target)
+    for old in last_model_files(run_dir) + _temp_leftovers(run_dir):  # the previous pair's weights, the
+        if old.name != name:                                            # old name, a killed process's files
+            old.unlink(missing_ok=True)
+
+
+def _temp_leftovers(run_dir: Path) -> list[Path]:
+    """Temp files of a process killed mid-write (one process trains a run: none is being written now)."""
+    return sorted(run_dir.glob(f".{RESUME_FILE}.*.tmp")) + sorted(run_dir.glob(".last*.safetensors.tmp"))
 
 
 def load_state(run_dir: Path) -> dict:
-    path = Path(run_dir) / RESUME_FILE
+    """The saved state, with state["weights"]["file"] the weights file it belongs to (checked:
+    present, and of the size and SHA-256 resume.pt recorded). RunError otherwise."""
+    run_dir = Path(run_dir)
+    path = run_dir / RESUME_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise RunError(Msg("err.resume.no_state", run=Path(run_dir).name)) from None
+        raise RunError(Msg("err.resume.no_state", run=run_dir.name)) from None
     except Exception as exc:  # torch raises many types for a damaged file
-        raise RunError(Msg("err.resume.damaged", run=Path(run_dir).name, kind=type(exc).__name__)) from None
-    if state.get("version") != VERSION:
-        raise RunError(Msg("err.resume.other_version", run=Path(run_dir).name))
+        raise RunError(Msg("err.resume.damaged", run=run_dir.name, kind=type(exc).__name__)) from None
+    if not isinstance(state, dict) or state.get("version") not in VERSIONS:
+        raise RunError(Msg("err.resume.other_version", run=run_dir.name))
+    if state["version"] == 1:
+        state["weights"] = {"file": LAST_MODEL_FILE}  # saved before the pairing: one weights file
+    pair = state.get("weights")
+    name = pair.get("file") if isinstance(pair, dict) else None
+    if not isinstance(name, str) or not (name == LAST_MODEL_FILE or LAST_MODEL_EPOCH.fullmatch(name)):
+        raise RunError(Msg("err.resume.damaged", run=run_dir.name, kind="weights"))
+    weights = run_dir / name
+    if not weights.is_file():
+        raise RunError(Msg("err.resume.weights_missing", run=run_dir.name, file=name))
+    if "bytes" in pair and (weights.stat().st_size != pair["bytes"] or _sha256(weights) != pair.get("sha256")):
+        raise RunError(Msg("err.resume.weights_mismatch", run=run_dir.name, file=name))
     return state
 
 
@@ -111,7 +160,7 @@ def can_resume(run_dir: Path) -> tuple[bool, str]:
         return False, f"run {name} is {status['state']}; it cannot be resumed until it stops"
     if status.get("state") == "done":
         return False, f"run {name} already finished; start a new run to train more"
-    if not (Path(run_dir) / RESUME_FILE).exists() or not (Path(run_dir) / LAST_MODEL_FILE).exists():
+    if not (Path(run_dir) / RESUME_FILE).exists() or not last_model_files(run_dir):
         return False, f"run {name} stopped before its first epoch ended, so there is nothing to resume; start it again"
     return True, ""
 
@@ -138,14 +187,18 @@ def cut_metrics(run_dir: Path, last_epoch: int) -> None:
 
 
 def forget_state(run_dir: Path) -> None:
-    for name in (RESUME_FILE, LAST_MODEL_FILE):
-        (Path(run_dir) / name).unlink(missing_ok=True)
+    """Remove the resume state: resume.pt first (so no state is left naming a removed file), then the weights."""
+    (Path(run_dir) / RESUME_FILE).unlink(missing_ok=True)
+    for path in last_model_files(run_dir) + _temp_leftovers(Path(run_dir)):
+        path.unlink(missing_ok=True)
 
 
-def model_state(run_dir: Path) -> dict[str, Any]:
+def model_state(run_dir: Path, state: dict | None = None) -> dict[str, Any]:
+    """The weights of the saved state `state` (load_state's; read here when None): always its own pair."""
     from core.runs import load_weights
 
-    return load_weights(Path(run_dir) / LAST_MODEL_FILE, Path(run_dir).name)
+    state = load_state(run_dir) if state is None else state
+    return load_weights(Path(run_dir) / state["weights"]["file"], Path(run_dir).name)
 
 
 # ---- the trainer's side ------------------------------------------------------------------------------
@@ -186,4 +239,4 @@ class ResumableStages:
 
 
 __all__ = ["ResumableStages", "save_state", "load_state", "forget_state", "can_resume", "cut_metrics", "random_states", "set_random_states",
-           "model_state", "RESUME_FILE", "LAST_MODEL_FILE"]
+           "model_state", "RESUME_FILE", "LAST_MODEL_FILE", "VERSION"]

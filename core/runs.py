@@ -45,6 +45,24 @@ CONFIG_FILE, META_FILE, STATUS_FILE = "config.json", "meta.json", "status.json"
 METRICS_FILE, MODEL_FILE, EVALUATION_FILE = "metrics.jsonl", "model.safetensors", "evaluation.json"
 SPLITS_FILE, LOG_FILE, STOP_FILE = "splits.csv", "train.log", "STOP"
 RESUME_FILE, LAST_MODEL_FILE = "resume.pt", "last.safetensors"  # the last epoch's state, for resuming
+# The last epoch's weights are one file per epoch (last-e0003.safetensors), named by resume.pt, so
+# the state written last always points at a complete pair (core/resume.py). LAST_MODEL_FILE is
+# the one name runs saved before paired checkpoints; a resume of such a run still reads it.
+LAST_MODEL_EPOCH = re.compile(r"last-e\d{4,}\.safetensors")
+
+
+def last_model_name(epoch: int) -> str:
+    """The file name of the model at the end of `epoch`, for resuming."""
+    return f"last-e{int(epoch):04d}.safetensors"
+
+
+def last_model_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Every last-epoch weights file in the run folder (the paired one, leftovers of a crash, the old name)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir()
+                  if p.is_file() and (p.name == LAST_MODEL_FILE or LAST_MODEL_EPOCH.fullmatch(p.name)))
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 STATUSES = ("queued", "running", "done", "failed", "stopped")
@@ -413,4 +431,5 @@ __all__ = ["Run", "RunMeta", "new_run_dir", "load_run", "read_metrics", "write_s
            "read_meta", "read_run_meta", "update_meta", "resolve_run_dir", "write_json", "read_json", "load_weights",
            "check_alive", "status_text", "died", "update_status", "update_json_fields", "Heartbeat", "STATUSES",
            "FINISHED", "DIED_MESSAGE", "CONFIG_FILE", "META_FILE", "STATUS_FILE", "METRICS_FILE", "MODEL_FILE",
-           "EVALUATION_FILE", "SPLITS_FILE", "LOG_FILE", "STOP_FILE", "RESUME_FILE", "LAST_MODEL_FILE"]
+           "EVALUATION_FILE", "SPLITS_FILE", "LOG_FILE", "STOP_FILE", "RESUME_FILE", "LAST_MODEL_FILE",
+           "last_model_name", "last_model_files"]

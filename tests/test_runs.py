@@ -99,3 +99,96 @@ def test_delete_run_refuses_a_live_run(tmp_path, workspace):
     runs.write_status(run, "failed")
     run_list.delete_run(run)
     assert not run.exists()
+
+
+# ---- the resume checkpoint: weights and resume.pt as one pair (core/resume.py) ----------------
+def _model_at(value: float):
+    import torch
+
+    model = torch.nn.Linear(3, 2)
+    torch.nn.init.constant_(model.weight, value)
+    torch.nn.init.constant_(model.bias, value)
+    return model
+
+
+def test_resume_state_stays_a_pair_when_the_process_dies_between_the_two_writes(tmp_path, monkeypatch):
+    import torch
+
+    import core.resume as resume
+
+    run = tmp_path / "run"
+    run.mkdir()
+    resume.save_state(run, _model_at(1.0), {"epoch": 1, "step": "one"})
+    real_save = torch.save
+
+    def die(obj, *args, **kwargs):  # after the epoch-2 weights are written, before its resume.pt
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume.torch, "save", die)
+    with pytest.raises(KeyboardInterrupt):
+        resume.save_state(run, _model_at(2.0), {"epoch": 2, "step": "two"})
+    monkeypatch.setattr(resume.torch, "save", real_save)
+    state = resume.load_state(run)
+    assert (state["epoch"], state["step"]) == (1, "one")
+    assert torch.equal(resume.model_state(run)["weight"], torch.full((2, 3), 1.0))  # epoch 1's, not epoch 2's
+    assert torch.equal(resume.model_state(run, state)["bias"], torch.full((2,), 1.0))
+    assert resume.can_resume(run) == (True, "")
+    # the resumed process saves epoch 2 again: the pair moves on and the leftovers go (also the
+    # temp files a kill -9 mid-write would leave)
+    (run / ".resume.pt.99999.tmp").write_bytes(b"half a resume.pt")
+    (run / ".last-e0002.safetensors.tmp").write_bytes(b"half a weights file")
+    resume.save_state(run, _model_at(3.0), {"epoch": 2, "step": "two again"})
+    assert resume.load_state(run)["step"] == "two again"
+    assert torch.equal(resume.model_state(run)["weight"], torch.full((2, 3), 3.0))
+    assert sorted(p.name for p in run.iterdir()) == ["last-e0002.safetensors", "resume.pt"]
+    resume.forget_state(run)
+    assert list(run.iterdir()) == []
+
+
+def test_resume_refuses_a_missing_or_different_weights_file_in_plain_words(tmp_path):
+    import core.resume as resume
+
+    run = tmp_path / "run"
+    run.mkdir()
+    resume.save_state(run, _model_at(1.0), {"epoch": 1})
+    resume.save_state(run, _model_at(2.0), {"epoch": 2})
+    assert not (run / "last-e0001.safetensors").exists()  # removed once resume.pt named epoch 2's
+    (run / "last-e0002.safetensors").rename(run / "last-e0003.safetensors")  # not the file it names
+    with pytest.raises(RunError) as missing:
+        resume.load_state(run)
+    msg = missing.value.args[0]
+    assert msg.key == "err.resume.weights_missing"
+    assert "last-e0002.safetensors" in msg.in_lang("en") and "is missing" in msg.in_lang("en")
+    assert "last-e0002.safetensors" in msg.in_lang("id") and "tidak ada" in msg.in_lang("id")
+    resume.save_state(run, _model_at(4.0), {"epoch": 4})
+    changed = bytearray((run / "last-e0004.safetensors").read_bytes())
+    changed[-1] ^= 0xFF  # same size, one weight changed
+    (run / "last-e0004.safetensors").write_bytes(bytes(changed))
+    with pytest.raises(RunError) as other:
+        resume.load_state(run)
+    assert other.value.args[0].key == "err.resume.weights_mismatch"
+    assert "checksum" in other.value.args[0].in_lang("id")
+
+
+def test_resume_reads_a_run_saved_before_the_paired_checkpoint(tmp_path):
+    import torch
+
+    import core.resume as resume
+    from core.callbacks import save_weights
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_weights(_model_at(5.0), run / runs.LAST_MODEL_FILE)  # last.safetensors + version-1 resume.pt
+    torch.save({"version": 1, "epoch": 3}, run / runs.RESUME_FILE)
+    assert resume.can_resume(run) == (True, "")
+    state = resume.load_state(run)
+    assert state["epoch"] == 3 and state["weights"]["file"] == "last.safetensors"
+    assert torch.equal(resume.model_state(run, state)["weight"], torch.full((2, 3), 5.0))
+    resume.save_state(run, _model_at(6.0), {"epoch": 4})  # the first save after the resume: the new layout
+    assert sorted(p.name for p in run.iterdir()) == ["last-e0004.safetensors", "resume.pt"]
+    (run / "last-e0004.safetensors").unlink()
+    assert resume.can_resume(run)[0] is False
+    torch.save({"version": 1, "epoch": 3}, run / runs.RESUME_FILE)
+    with pytest.raises(RunError) as old_missing:  # an old run without its last.safetensors
+        resume.model_state(run)
+    assert old_missing.value.args[0].key in ("err.resume.weights_missing", "err.resume.no_state")

@@ -153,6 +153,68 @@ def test_interrupted_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(ma
     assert (resumed.run_dir / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
 
 
+def _resnet_resume_config(data) -> TrainConfig:
+    return TrainConfig(data_path=str(data), backbone="resnet18", weights="scratch", strategy="full", image_size=32,
+                       epochs=3, batch_size=4, augment="light", val_fraction=0.25, early_stopping_patience=0,
+                       num_workers=0, device="cpu", seed=0)
+
+
+def test_a_crash_between_the_weights_and_resume_pt_resumes_the_pair_bit_identically(make_dataset, tmp_path,
+                                                                                    monkeypatch, no_evaluation):
+    # The fault CI saw with kill -9: the process dies after epoch 2's weights are on disk but
+    # before epoch 2's resume.pt replaced epoch 1's. Before the paired checkpoint the resume then
+    # took epoch-2 weights with epoch 1's optimizer, schedule and random states, and trained
+    # epoch 2 again on weights that already had it (metrics and model differ from the reference).
+    import core.resume
+
+    data = make_dataset(("red", "green"), n=8)
+    config = _resnet_resume_config(data)
+    reference = train(config, workspace=tmp_path / "reference").run_dir
+    real_save = torch.save
+
+    def die_writing_resume_pt_of_epoch_2(obj, *args, **kwargs):
+        if isinstance(obj, dict) and "optimizer" in obj and obj.get("epoch") == 2:
+            raise KeyboardInterrupt  # the weights of epoch 2 are written, its resume.pt is not
+        return real_save(obj, *args, **kwargs)
+
+    monkeypatch.setattr(core.resume.torch, "save", die_writing_resume_pt_of_epoch_2)
+    stopped = train(config, workspace=tmp_path / "victim")
+    monkeypatch.setattr(core.resume.torch, "save", real_save)
+    assert stopped.status == "stopped" and len(epoch_rows(stopped.run_dir)) == 2
+    assert core.resume.load_state(stopped.run_dir)["epoch"] == 1
+    resumed = train(config, workspace=tmp_path / "victim", run_dir=stopped.run_dir, resume=True)
+    assert resumed.status == "done"
+    assert epoch_lines(resumed.run_dir) == epoch_lines(reference)
+    assert (resumed.run_dir / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    assert not list(resumed.run_dir.glob("last*")) and not (resumed.run_dir / "resume.pt").exists()
+
+
+def test_a_run_saved_before_the_paired_checkpoint_still_resumes(make_dataset, tmp_path, no_evaluation):
+    # Old run folders hold last.safetensors and a version-1 resume.pt without a weights entry.
+    import core.resume
+
+    data = make_dataset(("red", "green"), n=8)
+    config = _resnet_resume_config(data)
+    reference = train(config, workspace=tmp_path / "reference").run_dir
+
+    def interrupt_after_epoch_1(ctx):
+        if ctx.epoch == 2:
+            raise KeyboardInterrupt
+
+    stopped = train(config, workspace=tmp_path / "victim", callbacks=[FunctionCallback(on_epoch_start=interrupt_after_epoch_1)])
+    run = stopped.run_dir
+    (run / "last-e0001.safetensors").rename(run / "last.safetensors")  # the layout of an old run
+    state = torch.load(run / "resume.pt", weights_only=True)
+    del state["weights"]
+    torch.save({**state, "version": 1}, run / "resume.pt")
+    assert core.resume.can_resume(run) == (True, "")
+    resumed = train(config, workspace=tmp_path / "victim", run_dir=run, resume=True)
+    assert resumed.status == "done"
+    assert epoch_lines(resumed.run_dir) == epoch_lines(reference)
+    assert (resumed.run_dir / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
+    assert not list(run.glob("last*")) and not (run / "resume.pt").exists()
+
+
 def test_two_stage_runs_both_stages_with_smaller_backbone_lr(make_dataset, workspace, no_evaluation):
     data = make_dataset(("red", "green"), n=8)
     seen = {}
