@@ -111,3 +111,31 @@ def test_cuda_oom_during_a_batch_halves_the_batch_and_the_run_finishes(make_data
     assert status["state"] == "done" and status["batch_part"] == 2 and status["batch_size"] == 8
     log_text = (result.run_dir / "train.log").read_text(encoding="utf-8")
     assert "out of GPU memory" in log_text and "parts of 2" in log_text
+
+
+def test_fine_tune_step_clears_the_last_batch_gradients_even_when_a_batch_is_halved():
+    """FineTuneStep clears gradients after the forward pass (faster on the CPU); each step must
+    still apply exactly its own batch's gradient, after an out-of-memory retry too."""
+    from core.finetune_step import FineTuneStep
+    from core.precision import Precision
+
+    g = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(8, 6, generator=g), torch.arange(8) % 3) for _ in range(3)]
+
+    def sgd_steps(model, use_step: bool):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = FineTuneStep(model, optimizer, nn.functional.cross_entropy, Precision("cpu", None, False), 8)
+        for x, y in batches:
+            if use_step:
+                step(x, y)
+            else:  # the textbook step, one batch's gradient at a time
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+        return model.linear.weight.detach().clone()
+
+    expected = sgd_steps(OomOnFirstCalls(fits=100), use_step=False)
+    assert torch.allclose(sgd_steps(OomOnFirstCalls(fits=100), use_step=True), expected, atol=1e-6)
+    halved = OomOnFirstCalls(fits=100)
+    halved.fits = 4  # every batch of 8 fails once, then runs as two parts of 4
+    assert torch.allclose(sgd_steps(halved, use_step=True), expected, atol=1e-6)
