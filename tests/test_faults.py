@@ -7,6 +7,7 @@ skipped with that reason). Runs are trained by the real trainer in the real work
 """
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -234,12 +235,12 @@ def test_truncated_model_file_is_a_plain_message_in_cli_and_predictor(trained_ru
 # ---------------------------------------------------------------------------------------
 # 5. full disk (a real, tiny tmpfs)
 # ---------------------------------------------------------------------------------------
-class _Upload:
-    def __init__(self, name: str, data: bytes):
-        self.name, self._data = name, data
+class _Upload(io.BytesIO):
+    """What Streamlit's UploadedFile is: a BytesIO with the file's name and size."""
 
-    def getbuffer(self):
-        return memoryview(self._data)
+    def __init__(self, name: str, data: bytes):
+        super().__init__(data)
+        self.name, self.size = name, len(data)
 
 
 def test_full_disk_upload_says_how_much_and_where_and_leaves_nothing(tiny_disk, monkeypatch):
