@@ -87,11 +87,8 @@ def _tuples(value):
 
 # ---- files -----------------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_state(run_dir: Path, model: torch.nn.Module, state: dict) -> None:

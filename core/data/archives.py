@@ -93,11 +93,8 @@ def _publish(temp: Path, destination: Path) -> None:
 
 
 def _file_sha1(path: Path) -> str:
-    digest = hashlib.sha1()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha1").hexdigest()
 
 
 def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInfo]:
