@@ -150,15 +150,15 @@ def load_state(run_dir: Path) -> dict:
 
 
 def can_resume(run_dir: Path) -> tuple[bool, str]:
-    """(True, "") when the run stopped before its end and has a saved epoch; else (False, why)."""
+    """(True, "") when the run stopped before its end and has a saved epoch; else (False, why: a Msg in the process language)."""
     status = read_status(run_dir)
     name = Path(run_dir).name
     if status.get("state") in ("queued", "running"):
-        return False, f"run {name} is {status['state']}; it cannot be resumed until it stops"
+        return False, Msg("err.resume.busy", run=name, state=Msg(f"status.{status['state']}"))
     if status.get("state") == "done":
-        return False, f"run {name} already finished; start a new run to train more"
+        return False, Msg("err.resume.finished", run=name)
     if not (Path(run_dir) / RESUME_FILE).exists() or not last_model_files(run_dir):
-        return False, f"run {name} stopped before its first epoch ended, so there is nothing to resume; start it again"
+        return False, Msg("err.resume.nothing_saved", run=name)
     return True, ""
 
 

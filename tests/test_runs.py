@@ -192,3 +192,20 @@ def test_resume_reads_a_run_saved_before_the_paired_checkpoint(tmp_path):
     with pytest.raises(RunError) as old_missing:  # an old run without its last.safetensors
         resume.model_state(run)
     assert old_missing.value.args[0].key in ("err.resume.weights_missing", "err.resume.no_state")
+
+
+def test_why_a_run_cannot_be_resumed_is_said_in_the_users_language(tmp_path, workspace, monkeypatch):
+    """The reasons `latih train --resume` and the Runs page show are catalogue texts: Bahasa under LATIH_LANG=id."""
+    from core import resume
+
+    monkeypatch.setenv("LATIH_LANG", "id")
+    queued = runs.new_run_dir(config_for(tmp_path), workspace)  # a new run waits its turn
+    ok, why = resume.can_resume(queued)
+    assert ok is False and why.key == "err.resume.busy"
+    assert why == f"sesi {queued.name} sedang menunggu; sesi ini bisa dilanjutkan setelah berhenti"
+    runs.write_status(queued, "stopped")  # stopped before its first epoch ended: nothing saved
+    ok, why = resume.can_resume(queued)
+    assert ok is False and why.key == "err.resume.nothing_saved" and "tidak ada yang bisa dilanjutkan" in why
+    runs.write_status(queued, "done")
+    ok, why = resume.can_resume(queued)
+    assert ok is False and why.key == "err.resume.finished" and why.startswith(f"sesi {queued.name} sudah selesai")
