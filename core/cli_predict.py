@@ -25,7 +25,7 @@ def cmd_predict(args) -> int:
         raise LatihError(Msg("err.cli.top_k"))
     predictor = Predictor.from_run(args.run)  # a wrong run is the likelier mistake: report it first
     if predictor.unfinished:
-        print(f"warning: {predictor.unfinished}", file=sys.stderr)
+        print(tr("cli.warning", message=predictor.unfinished), file=sys.stderr)
     files = photo_files(args.photos)
     if not files:
         raise LatihError(Msg("err.cli.no_photos"))
@@ -37,7 +37,7 @@ def cmd_predict(args) -> int:
     else:
         _print_predictions(predictions)
         if args.csv:
-            print(f"saved {args.csv}")
+            print(tr("cli.saved", path=args.csv))
     # Any unreadable photo makes the exit non-zero, so a script notices; the rest are still predicted.
     return EXIT_OK if all(p.error is None for p in predictions) else EXIT_FINDINGS
 
@@ -51,8 +51,7 @@ def _print_predictions(predictions) -> None:
             continue
         others = ", ".join(f"{name} {prob:.2f}" for name, prob in p.top_k if name != p.label)
         if p.abstained:
-            print(f"{p.path}: no answer: not like the training photos (the model's guess: "
-                  f"{p.label} {p.probability:.2f}; a person should look at it)")
+            print(f"{p.path}: " + tr("cli.predict_abstained", label=p.label, p=f"{p.probability:.2f}"))
             continue
         print(f"{p.path}: {p.label} {p.probability:.2f}" + (f"  [{others}]" if others else ""))
 

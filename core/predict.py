@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from core.errors import DataError, LatihError, RunError
-from core.runs import crop_pct_of, image_size_of
-from core.i18n import Msg
+from core.runs import STATUSES, crop_pct_of, image_size_of
+from core.i18n import Msg, from_json
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Predictor:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.meta = meta
         self.run_dir = run_dir
-        self.unfinished: str | None = None  # set when the run did not finish (a failed run's last best)
+        self.unfinished: Msg | None = None  # set when the run did not finish (a failed run's last best)
         self.class_names = list(meta["class_names"])
         size, crop_pct = image_size_of(meta), crop_pct_of(meta)
         self.decode_size = int(meta.get("decode_size") or math.ceil(size / crop_pct))
@@ -90,10 +90,11 @@ class Predictor:
         predictor = cls(run.model(device), run.meta, run.run_dir, device)
         state = run.status.get("state")
         if state != "done":
-            predictor.unfinished = (f"run {run.run_id} did not finish ({state}: {run.status.get('message') or ''}"
-                                    "); its model is the best epoch before it stopped and may be undertrained; "
-                                    f"resume it with `latih resume {run.run_id}` for a finished model")
-            log.warning(predictor.unfinished)
+            said = Msg(f"status.{state}") if state in STATUSES else str(state)
+            why = from_json(run.status.get("message_i18n")) or run.status.get("message")
+            predictor.unfinished = Msg("predict.unfinished", run=run.run_id,
+                                       state=Msg("core.state_why", state=said, why=why) if why else said)
+            log.warning(predictor.unfinished.in_lang("en"))
         return predictor
 
     def _positive_index(self) -> int | None:

@@ -242,6 +242,7 @@ SAME_IN_BOTH = {
     "metric.roc_auc": "an abbreviation used as is", "estimate.metric.auc": "an abbreviation used as is",
     "core.names": "only a placeholder (a list of file names)",
     "decode.named": "only placeholders (a file name and its problem)",
+    "core.state_why": "only placeholders (a run's state and its message)",
 }
 
 

@@ -110,3 +110,23 @@ def test_every_train_flag_has_plain_help():
     train = parser._subparsers._group_actions[0].choices["train"]
     for action in train._actions:
         assert action.help, action.dest
+
+
+def test_predict_with_an_unfinished_run_warns_in_bahasa(make_dataset, workspace, monkeypatch, capsys):
+    """`latih predict` on a run that stopped early still answers, and its warning is one Bahasa line
+    (it was English under LATIH_LANG=id)."""
+    from core import runs
+    from core.config import TrainConfig
+    from core.i18n import Msg
+    from core.train import train
+
+    data = make_dataset(("red", "green"), n=6)
+    result = train(TrainConfig(data_path=str(data), image_size=64, epochs=1, augment="none"), workspace=workspace)
+    runs.write_status(result.run_dir, "stopped", Msg("phase.preparing"))  # as if the user pressed Stop
+    monkeypatch.setenv("LATIH_LANG", "id")
+    assert cli.main(["--workspace", str(workspace), "predict", str(result.run_dir), str(data / "red")]) == 0
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(warning) == 1 and warning[0].startswith("peringatan: sesi "), captured.err
+    assert "tidak selesai (dihentikan: menyiapkan foto)" in warning[0] and "did not finish" not in warning[0]
+    assert len(captured.out.strip().splitlines()) == 6  # every photo still gets its answer
