@@ -137,7 +137,7 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
     # contiguous + cpu: safetensors refuses strided views and channels_last CUDA tensors.
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    from core.diskspace import partial_file
+    from core.diskspace import partial_file, replace_durably
 
     tmp = path.with_name(f".{path.name}.tmp")
     needed = sum(v.numel() * v.element_size() for v in state.values())
@@ -150,7 +150,7 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
                 raise OSError(errno.ENOSPC, str(exc)) from exc
             raise
-    os.replace(tmp, path)
+        replace_durably(tmp, path)  # a power cut never leaves a named checkpoint without its bytes
 
 
 class MetricsLogger(Callback):

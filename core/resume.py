@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.diskspace import partial_file
+from core.diskspace import partial_file, replace_durably
 from core.errors import RunError
 from core.runs import (LAST_MODEL_EPOCH, LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, last_model_files,
                        last_model_name, read_status)
@@ -111,7 +111,7 @@ def save_state(run_dir: Path, model: torch.nn.Module, state: dict) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     with partial_file(tmp):
         torch.save({"version": VERSION, **state, "weights": pair}, tmp)
-    os.replace(tmp, target)
+        replace_durably(tmp, target)  # weights first, then resume.pt: each on the disk before its name
     for old in last_model_files(run_dir) + _temp_leftovers(run_dir):  # the previous pair's weights, the
         if old.name != name:                                            # old name, a killed process's files
             old.unlink(missing_ok=True)

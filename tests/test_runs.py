@@ -209,3 +209,31 @@ def test_why_a_run_cannot_be_resumed_is_said_in_the_users_language(tmp_path, wor
     runs.write_status(queued, "done")
     ok, why = resume.can_resume(queued)
     assert ok is False and why.key == "err.resume.finished" and why.startswith(f"sesi {queued.name} sudah selesai")
+
+
+def test_checkpoint_pair_reaches_the_disk_before_its_names(tmp_path, monkeypatch):
+    """A power cut must not leave last-eNNNN.safetensors or resume.pt named but without their bytes:
+    each is fsynced before it is renamed into place, the weights before resume.pt."""
+    from core import resume
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("sync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", os.path.basename(src), os.path.basename(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    run = tmp_path / "run"
+    run.mkdir()
+    resume.save_state(run, _model_at(1.0), {"epoch": 1})
+    renames = [e for e in events if e[0] == "rename"]
+    assert [e[2] for e in renames] == ["last-e0001.safetensors", "resume.pt"]
+    for _, src, _dst in renames:
+        assert events.index(("sync", src)) < events.index(("rename", src, _dst)), events
+    assert ("sync", "run") in events[events.index(renames[-1]):]  # the folder's new entries too
+    assert resume.load_state(run)["epoch"] == 1
