@@ -59,7 +59,7 @@ def raise_if_disk_full(exc: OSError, folder: str | os.PathLike, needed: int | No
 
 
 def require_free(folder: str | os.PathLike, needed: int, what: str) -> None:
-    """DiskFullError before starting `what` when `folder` has less than needed + a margin free."""
+    """DiskFullError before starting `what` (a Msg: it is said in the user's language) when `folder` has less than needed + a margin free."""
     free = free_bytes(folder)
     if free < needed + MARGIN:
         raise DiskFullError(Msg("err.disk.not_enough", what=what, needed=human(needed + MARGIN), folder=str(folder), free=human(free)))

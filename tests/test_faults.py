@@ -260,6 +260,17 @@ def test_full_disk_upload_says_how_much_and_where_and_leaves_nothing(tiny_disk, 
     assert list((disk / "uploads").iterdir()) == []
 
 
+def test_full_disk_message_names_the_task_in_bahasa(tiny_disk, monkeypatch):
+    """Under the Bahasa menu the whole message is Bahasa, the task's name too ("saving x.zip" was English)."""
+    from core.diskspace import DiskFullError
+    from ui import data_ops
+
+    monkeypatch.setenv("LATIH_LANG", "id")
+    with pytest.raises(DiskFullError) as full:
+        data_ops.save_upload(_Upload("foto.zip", os.urandom(3 * 1024**2)), tiny_disk(1) / "uploads")
+    assert str(full.value).startswith("ruang disk tidak cukup untuk menyimpan foto.zip: perlu sekitar"), str(full.value)
+
+
 def test_full_disk_json_write_leaves_the_old_file_and_no_temp(tiny_disk):
     from core.diskspace import DiskFullError
     from core.jsonfile import write_json_atomic

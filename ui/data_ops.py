@@ -35,12 +35,13 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
     Written to a temp file and renamed, so a full disk leaves no truncated upload behind
     (DiskFullError says how much room is needed, and where)."""
     from core.diskspace import partial_file, require_free
+    from core.i18n import Msg
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / safe_name(uploaded.name)
     size = int(uploaded.size)
     if not (target.exists() and target.stat().st_size == size):
-        require_free(folder, size, f"saving {target.name}")
+        require_free(folder, size, Msg("disk.what.save", name=target.name))
         tmp = target.with_name(f".{target.name}.upload")
         with partial_file(tmp, size):
             uploaded.seek(0)

@@ -56,7 +56,7 @@ def extract_zip(archive: Path, workspace, progress=None) -> Path:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = _safe_members(zf, archive.name)
-            require_free(destination.parent, sum(i.file_size for i in members), f"unpacking {archive.name}")
+            require_free(destination.parent, sum(i.file_size for i in members), Msg("disk.what.unpack", name=archive.name))
             temp = Path(tempfile.mkdtemp(prefix=".extract-", dir=destination.parent))
             try:
                 total_bytes, done_bytes = sum(i.file_size for i in members), 0
