@@ -77,6 +77,51 @@ def wait_http(url: str, timeout: float = 60, proc: subprocess.Popen | None = Non
     raise TimeoutError(f"{url} did not answer in {timeout}s ({last})")
 
 
+def need_browser() -> None:
+    """Skip a browser test where Chromium or Playwright is missing; fail it in CI, where setup
+    installs both, so a broken setup can never pass as skipped tests."""
+    why = None
+    if not Path(CHROMIUM).exists():
+        why = f"{CHROMIUM} is missing: run `bash scripts/setup.sh --with-browser`"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            why = "playwright is not installed: run `bash scripts/setup.sh --with-browser`"
+    if why is not None:
+        import pytest
+
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(why)
+
+
+def stop_training(workspace: Path, timeout: float = 120) -> None:
+    """Leave no training behind (the worker outlives the app by design)."""
+    from core import jobs
+
+    for status in workspace.glob("runs/*/status.json"):
+        try:
+            if jobs.read_status(status.parent).get("state") in ("queued", "running"):
+                jobs.stop(status.parent)
+                jobs.wait(status.parent, timeout=timeout)
+        except Exception as exc:  # cleanup must not hide the test's own failure
+            print(f"cleanup of {status.parent}: {exc}")
+
+
+@contextlib.contextmanager
+def running_app(workspace: Path, log_name: str, stop_timeout: float = 120):
+    """The app on a free loopback port for `workspace` (need_browser first): yields its base URL
+    and process; afterwards the app is stopped and so is any training it left running."""
+    need_browser()
+    port = free_port()
+    proc = start_app(workspace, port, ARTIFACTS / log_name)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, proc=proc)
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        stop_app(proc)
+        stop_training(workspace, stop_timeout)
+
+
 def launch(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 

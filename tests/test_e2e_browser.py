@@ -32,30 +32,14 @@ FIRST_POINT_TIMEOUT = 420
 DONE_TIMEOUT = 600
 
 
-def _need_browser():
-    if not Path(h.CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{h.CHROMIUM} is missing: run `bash scripts/setup.sh --with-browser`")
-        pytest.skip(f"{h.CHROMIUM} is missing: run `bash scripts/setup.sh --with-browser`")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.fail("playwright is not installed: run `bash scripts/setup.sh --with-browser`")
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    _need_browser()
     ws = tmp_path_factory.mktemp("e2e") / "workspace"
     ws.mkdir()
-    port = h.free_port()
-    proc = h.start_app(ws, port, h.ARTIFACTS / "streamlit.log")
     try:
-        h.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, proc=proc)
-        yield {"url": f"http://127.0.0.1:{port}", "workspace": ws, "proc": proc}
+        with h.running_app(ws, "streamlit.log", stop_timeout=60) as (url, proc):
+            yield {"url": url, "workspace": ws, "proc": proc}
     finally:
-        h.stop_app(proc)
-        _stop_training(ws)
         _keep_logs(ws)
 
 
@@ -67,19 +51,6 @@ def _keep_logs(ws: Path) -> None:
         if src.exists():
             name = src.name if src.parent.name == "logs" else f"{src.parent.name}-{src.name}"
             shutil.copy(src, h.ARTIFACTS / name)
-
-
-def _stop_training(ws: Path) -> None:
-    """Leave no training behind (the worker outlives the app by design)."""
-    from core import jobs
-
-    for status in ws.glob("runs/*/status.json"):
-        try:
-            if jobs.read_status(status.parent).get("state") in ("queued", "running"):
-                jobs.stop(status.parent)
-                jobs.wait(status.parent, timeout=60)
-        except Exception as exc:  # cleanup must not hide the test's own failure
-            print(f"cleanup of {status.parent}: {exc}")
 
 
 def _runs(ws: Path) -> list[Path]:

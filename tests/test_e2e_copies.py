@@ -29,27 +29,10 @@ def _near_copy(src: Path, dst: Path) -> None:
 
 @pytest.fixture
 def app(tmp_path):
-    if not Path(h.CHROMIUM).exists():
-        pytest.skip(f"{h.CHROMIUM} is missing: run `bash scripts/setup.sh --with-browser`")
-    pytest.importorskip("playwright.sync_api")
     ws = tmp_path / "workspace"
     ws.mkdir()
-    port = h.free_port()
-    proc = h.start_app(ws, port, h.ARTIFACTS / "streamlit-copies.log")
-    try:
-        h.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, proc=proc)
-        yield {"url": f"http://127.0.0.1:{port}", "workspace": ws}
-    finally:
-        h.stop_app(proc)
-        from core import jobs
-
-        for status in ws.glob("runs/*/status.json"):
-            try:
-                if jobs.read_status(status.parent).get("state") in ("queued", "running"):
-                    jobs.stop(status.parent)
-                    jobs.wait(status.parent, timeout=60)
-            except Exception as exc:  # cleanup must not hide the test's own failure
-                print(f"cleanup of {status.parent}: {exc}")
+    with h.running_app(ws, "streamlit-copies.log", stop_timeout=60) as (url, _proc):
+        yield {"url": url, "workspace": ws}
 
 
 def _kid(a: str, b: str) -> str:

@@ -28,12 +28,6 @@ except ImportError:
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 
-def _need_browser():
-    if not Path(h.CHROMIUM).exists():
-        pytest.skip(f"{h.CHROMIUM} is missing")
-    pytest.importorskip("playwright.sync_api")
-
-
 class _Recorder(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
@@ -61,23 +55,11 @@ def tracker():
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tracker):
-    _need_browser()
     root = tmp_path_factory.mktemp("e2e9")
     ws = root / "workspace"
     ws.mkdir()
-    port = h.free_port()
-    proc = h.start_app(ws, port, h.ARTIFACTS / "streamlit-hardening.log")
-    try:
-        h.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, proc=proc)
-        yield {"url": f"http://127.0.0.1:{port}", "workspace": ws, "root": root}
-    finally:
-        h.stop_app(proc)
-        from core import jobs
-
-        for status in ws.glob("runs/*/status.json"):
-            if jobs.read_status(status.parent).get("state") in ("queued", "running"):
-                jobs.stop(status.parent)
-                jobs.wait(status.parent, timeout=120)
+    with h.running_app(ws, "streamlit-hardening.log", stop_timeout=120) as (url, _proc):
+        yield {"url": url, "workspace": ws, "root": root}
 
 
 def _photo(seed: int, tint) -> Image.Image:

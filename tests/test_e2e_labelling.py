@@ -39,12 +39,6 @@ PER_CLASS = 8
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
-def _need_browser():
-    if not Path(h.CHROMIUM).exists():
-        pytest.skip(f"{h.CHROMIUM} is missing: run `bash scripts/setup.sh --with-browser`")
-    pytest.importorskip("playwright.sync_api")
-
-
 def _say(request, message: str) -> None:
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -116,7 +110,7 @@ def _accuracy(run: Path, photos: list[Path], truth: list[str]) -> float:
 def test_label_sixty_photos_with_the_keyboard_then_train(tmp_path, request, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    _need_browser()
+    h.need_browser()
     en = h.catalogue("en")
     ws = tmp_path / "workspace"
     ws.mkdir()
@@ -262,7 +256,7 @@ def _https_ok(url: str) -> bool:
 def test_field_mode_password_and_camera_into_a_class(tmp_path, request, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    _need_browser()
+    h.need_browser()
     en = h.catalogue("en")
     ws = tmp_path / "workspace"
     ws.mkdir()

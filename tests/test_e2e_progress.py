@@ -31,31 +31,13 @@ BUTTON_GONE_WITHIN_S = 5.0  # the greyed button of the redraw before the click g
 COUNTED_BAR_WITHIN_S = 5.0
 
 
-def _need_browser():
-    if not Path(h.CHROMIUM).exists():
-        pytest.skip(f"{h.CHROMIUM} is missing")
-    pytest.importorskip("playwright.sync_api")
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    _need_browser()
     root = tmp_path_factory.mktemp("e2e11")
     ws = root / "workspace"
     ws.mkdir()
-    port = h.free_port()
-    proc = h.start_app(ws, port, h.ARTIFACTS / "streamlit-progress.log")
-    try:
-        h.wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=120, proc=proc)
-        yield {"url": f"http://127.0.0.1:{port}", "workspace": ws, "root": root}
-    finally:
-        h.stop_app(proc)
-        from core import jobs
-
-        for status in ws.glob("runs/*/status.json"):
-            if jobs.read_status(status.parent).get("state") in ("queued", "running"):
-                jobs.stop(status.parent)
-                jobs.wait(status.parent, timeout=300)
+    with h.running_app(ws, "streamlit-progress.log", stop_timeout=300) as (url, _proc):
+        yield {"url": url, "workspace": ws, "root": root}
 
 
 def _photos(folder: Path, n: int, seed: int) -> Path:
