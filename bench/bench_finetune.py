@@ -30,7 +30,7 @@ Each per-seed difference is 0-4 photos at 2-5 epochs (9 at 1 epoch, seed 0, the 
 across seeds the plain loop spreads 1.3-2.6 points at 3-5 epochs, the trainer 3.3-4.6. Tried and
 not kept (none beats the default at every budget by more than that noise): the plain loop's
 RandomResizedCrop(0.08-1) + flip (0.778 / 0.893 / 0.911 / 0.913), label smoothing 0.1 (3 epochs
-0.895), a constant LR (5 epochs, with that crop: 0.917).
+0.895), a constant LR at 5 epochs (alone: 0.911, the default's very accuracies; with that crop: 0.917).
 Usage:
   .venv/bin/python bench/bench_finetune.py                   # 3 epochs, both ways
   .venv/bin/python bench/bench_finetune.py --epochs 1 2 3 5  # every budget a user may choose
