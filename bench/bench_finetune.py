@@ -19,6 +19,9 @@ forward pass; no deterministic-algorithms flag on the CPU) and the flat-cosine s
   trainer 9.55 images/s (77.0 s), val acc 0.9216 (per epoch 0.752 0.922 0.922)
   plain   5.86 images/s (124.8 s), val acc 0.9150 (per epoch 0.667 0.902 0.915)
   ratio 1.63x, accuracy +0.65 points: the bar is met at seed 0.
+Repeated twice 2026-12-02 06:41-06:48 UTC (quiet, load 1.9-2.0), same accuracies bit for bit:
+  trainer 9.79 / 10.37 images/s, plain 6.89 / 6.94 images/s: ratio 1.42x / 1.49x (per CPU-second
+  1.57x / 1.65x). The plain loop ran faster than at 03:12 (5.86); the trainer's figure held.
 Over seeds 0, 1, 2 and budgets 1, 2, 3, 5 (measured 2026-12-02 05:00-06:30 UTC; accuracy is
 seeded and bit-repeatable, so load does not change it), the mean of the checkpoint the trainer
 keeps against the plain loop's last epoch (153 photos: one photo is 0.65 points):
