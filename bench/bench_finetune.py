@@ -29,6 +29,8 @@ keeps against the plain loop's last epoch (153 photos: one photo is 0.65 points)
   2 epochs  trainer 0.900  plain 0.900  ( 0.00)
   3 epochs  trainer 0.900  plain 0.911  (-1.09)
   5 epochs  trainer 0.911  plain 0.922  (-1.09)
+Seeds 3 and 4 added at 3 and 5 epochs (5-seed means): 3 epochs trainer 0.907, plain 0.916 (-0.91);
+5 epochs trainer 0.914, plain 0.926 (-1.18); the trainer is ahead once in 10 pairs: the gap is real.
 Each per-seed difference is 0-4 photos at 2-5 epochs (9 at 1 epoch, seed 0, the trainer ahead);
 across seeds the plain loop spreads 1.3-2.6 points at 3-5 epochs, the trainer 3.3-4.6. Tried and
 not kept (none beats the default at every budget by more than that noise): the plain loop's
