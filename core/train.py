@@ -8,7 +8,6 @@ The stages themselves are core/loop.py; the photos and the model, core/prepare.p
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
@@ -116,29 +115,29 @@ def _train_in_run(config, workspace, callbacks, run_dir, progress, started, resu
     threads = configure_cpu_threads()
     log.info("run %s on %s (%d CPU threads), torch %s, python %s", run_dir.name, device, threads,
              torch.__version__, platform.python_version())
-    with _seeded(config.seed, device):
-        with timed("scan, check and split"):
-            data = prepare_data(config, workspace, run_dir)
-        with timed("model"):
-            model, prep = build_model(config, len(data.class_names), workspace)
-        trim_photo_cache(prep, data)
-        ctx = TrainContext(config=config, run_dir=run_dir, model=model, class_names=data.class_names,
-                           device=device)
-        write_meta(run_dir, config, data, prep)
-        hooks = CallbackList(_default_callbacks(config, run_dir, progress) + callbacks)
-        trainer = Trainer(config, ctx, data, prep, hooks, workspace, resume_state)
-        status, message = "done", ""
-        try:
-            hooks.on_train_start(ctx)  # inside: a STOP left from before cancels cleanly
-            trainer.run_stages()
-        except (Cancelled, KeyboardInterrupt) as exc:
-            # Ctrl-C on the command line is the same wish as the Stop button: keep what is learnt.
-            how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by the user"
-            status, message = "stopped", f"{how}; the best checkpoint is kept"
-            ctx.stop_reason = message
-            log.info("training %s at epoch %d", how, ctx.epoch)
-        result = _finish(trainer, status, message, started)
-        hooks.on_train_end(ctx, result)
+    _seed_everything(config.seed)
+    with timed("scan, check and split"):
+        data = prepare_data(config, workspace, run_dir)
+    with timed("model"):
+        model, prep = build_model(config, len(data.class_names), workspace)
+    trim_photo_cache(prep, data)
+    ctx = TrainContext(config=config, run_dir=run_dir, model=model, class_names=data.class_names,
+                       device=device)
+    write_meta(run_dir, config, data, prep)
+    hooks = CallbackList(_default_callbacks(config, run_dir, progress) + callbacks)
+    trainer = Trainer(config, ctx, data, prep, hooks, workspace, resume_state)
+    status, message = "done", ""
+    try:
+        hooks.on_train_start(ctx)  # inside: a STOP left from before cancels cleanly
+        trainer.run_stages()
+    except (Cancelled, KeyboardInterrupt) as exc:
+        # Ctrl-C on the command line is the same wish as the Stop button: keep what is learnt.
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped by the user"
+        status, message = "stopped", f"{how}; the best checkpoint is kept"
+        ctx.stop_reason = message
+        log.info("training %s at epoch %d", how, ctx.epoch)
+    result = _finish(trainer, status, message, started)
+    hooks.on_train_end(ctx, result)
     return result
 
 
@@ -157,8 +156,7 @@ def _default_callbacks(config: TrainConfig, run_dir: Path, progress) -> list:
 
 
 
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device):
+def _seed_everything(seed: int) -> None:
     """Seed every generator. Why no torch.use_deterministic_algorithms: torch's CPU kernels give
     the same result at a fixed thread count without it (tests/test_train.py checks two same-seed
     runs for identical bytes), and the flag also fills every new tensor with NaN first, which
@@ -166,7 +164,6 @@ def _seeded(seed: int, device: torch.device):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    yield
 
 
 # ---------------------------------------------------------------------------------------
