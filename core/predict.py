@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from core.errors import DataError, LatihError, RunError
-from core.runs import STATUSES, crop_pct_of, image_size_of
+from core.runs import crop_pct_of, image_size_of, state_word
 from core.i18n import Msg, from_json
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Predictor:
         predictor = cls(run.model(device), run.meta, run.run_dir, device)
         state = run.status.get("state")
         if state != "done":
-            said = Msg(f"status.{state}") if state in STATUSES else str(state)
+            said = state_word(state)
             why = from_json(run.status.get("message_i18n")) or run.status.get("message")
             predictor.unfinished = Msg("predict.unfinished", run=run.run_id,
                                        state=Msg("core.state_why", state=said, why=why) if why else said)

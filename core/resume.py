@@ -29,7 +29,7 @@ import torch
 from core.diskspace import partial_file, replace_durably
 from core.errors import RunError
 from core.runs import (LAST_MODEL_EPOCH, LAST_MODEL_FILE, METRICS_FILE, RESUME_FILE, last_model_files,
-                       last_model_name, read_status)
+                       last_model_name, read_status, state_word)
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def can_resume(run_dir: Path) -> tuple[bool, str]:
     status = read_status(run_dir)
     name = Path(run_dir).name
     if status.get("state") in ("queued", "running"):
-        return False, Msg("err.resume.busy", run=name, state=Msg(f"status.{status['state']}"))
+        return False, Msg("err.resume.busy", run=name, state=state_word(status["state"]))
     if status.get("state") == "done":
         return False, Msg("err.resume.finished", run=name)
     if not (Path(run_dir) / RESUME_FILE).exists() or not last_model_files(run_dir):

@@ -308,6 +308,11 @@ def died(status: dict) -> bool:
     return status.get("state") == "failed" and status.get("reason") == "died"
 
 
+def state_word(state: Any):
+    """A run state as the catalogue says it (a Msg: "waiting", "menunggu"); an unknown one as is."""
+    return Msg(f"status.{state}") if state in STATUSES else str(state)
+
+
 def status_text(status: dict) -> str:
     """One word or two for lists: the state, or "stopped unexpectedly" / "damaged"."""
     if died(status):
@@ -432,4 +437,4 @@ __all__ = ["Run", "RunMeta", "new_run_dir", "load_run", "read_metrics", "write_s
            "check_alive", "status_text", "died", "update_status", "update_json_fields", "Heartbeat", "STATUSES",
            "FINISHED", "DIED_MESSAGE", "CONFIG_FILE", "META_FILE", "STATUS_FILE", "METRICS_FILE", "MODEL_FILE",
            "EVALUATION_FILE", "SPLITS_FILE", "LOG_FILE", "STOP_FILE", "RESUME_FILE", "LAST_MODEL_FILE",
-           "last_model_name", "last_model_files"]
+           "last_model_name", "last_model_files", "state_word"]
