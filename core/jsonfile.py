@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from filelock import FileLock, Timeout
 
-from core.diskspace import raise_if_disk_full
+from core.diskspace import raise_if_disk_full, replace_durably
 from core.errors import LatihError
 from core.i18n import Msg
 
@@ -67,9 +67,9 @@ def _write_unlocked(path: Path, data: Any) -> None:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files were always world-readable like any other
         with os.fdopen(fd, "wb") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        # status.json and project.json are what survive a power cut: data, rename and the folder's
+        # entry all reach the disk (core.diskspace.replace_durably)
+        replace_durably(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)  # never leave a partial temp file behind (full disk, Ctrl-C)

@@ -237,3 +237,22 @@ def test_checkpoint_pair_reaches_the_disk_before_its_names(tmp_path, monkeypatch
         assert events.index(("sync", src)) < events.index(("rename", src, _dst)), events
     assert ("sync", "run") in events[events.index(renames[-1]):]  # the folder's new entries too
     assert resume.load_state(run)["epoch"] == 1
+
+
+def test_json_state_reaches_the_disk_before_its_name(tmp_path, monkeypatch):
+    """status.json / project.json: the new bytes are fsynced before the rename, and the folder's
+    entry after it, so a power cut leaves the old file or the new one, never a named empty one."""
+    from core.jsonfile import read_json, write_json_atomic
+
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append(("rename", str(src), str(dst))),
+                                                         real_replace(src, dst))[1])
+    target = tmp_path / "status.json"
+    write_json_atomic(target, {"state": "running"})
+    [rename] = [e for e in events if e[0] == "rename"]
+    assert rename[2] == str(target)
+    assert events.index(("sync", rename[1])) < events.index(rename)
+    assert ("sync", str(tmp_path)) in events[events.index(rename):]
+    assert read_json(target) == {"state": "running"}
