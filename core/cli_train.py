@@ -180,10 +180,10 @@ def _report_result(result, config, as_json: bool) -> int:
 
 def _print_summary(summary: dict, message: str) -> None:
     """The result in the process's language (LATIH_LANG); `status` words are the run states."""
-    from core.i18n import tr
+    from core.i18n import render, tr
+    from core.runs import state_word
 
-    status = tr(f"status.{summary['status']}") if summary["status"] in ("done", "failed", "stopped") \
-        else summary["status"]
+    status = render(state_word(summary["status"]))
     if summary["best_epoch"] is None:
         print(tr("cli.train.no_epoch", status=status, message=message, run_dir=summary["run_dir"]))
         return

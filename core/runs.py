@@ -313,6 +313,21 @@ def state_word(state: Any):
     return Msg(f"status.{state}") if state in STATUSES else str(state)
 
 
+def state_label(state: Any, text: str | None = None):
+    """What lists and warnings call a run (a Msg): `text` is status_text's word, so a run whose
+    worker died reads "stopped unexpectedly" and a damaged one "damaged"; else its state's word."""
+    if text == "stopped unexpectedly":
+        return Msg("hardening.status_died")
+    if text == DAMAGED:
+        return Msg("hardening.status_damaged")
+    return state_word(state)
+
+
+def status_label(status: dict):
+    """state_label of a status.json."""
+    return state_label(status.get("state"), status_text(status))
+
+
 def status_text(status: dict) -> str:
     """One word or two for lists: the state, or "stopped unexpectedly" / "damaged"."""
     if died(status):

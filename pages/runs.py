@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from core.run_list import delete_run, list_runs
-from core.runs import read_json
+from core.runs import read_json, state_label
 from ui import progress, state
 from ui.components import frame, fmt_seconds, guard, lang_keyed, next_step, page_header, require_project
-from ui.i18n import num, t
+from ui.i18n import num, say, t
 
 frame()
 page_header("runs.title", "runs.purpose")
@@ -43,11 +43,7 @@ def _with_ci(value, band) -> str:
 
 
 def _status_label(state, text) -> str:
-    if text == "stopped unexpectedly":
-        return t("hardening.status_died")
-    if text == "damaged":
-        return t("hardening.status_damaged")
-    return t(f"status.{state}") if state in ("queued", "running", "done", "failed", "stopped") else str(state)
+    return say(state_label(state, text), plain=True)
 
 
 for damaged in table[table["damaged"].notna()].itertuples():

@@ -9,6 +9,7 @@ import pytest
 from core import run_list, runs
 from core.config import TrainConfig
 from core.errors import RunError
+from core.i18n import Msg
 
 
 def config_for(tmp_path, **changes):
@@ -256,3 +257,16 @@ def test_json_state_reaches_the_disk_before_its_name(tmp_path, monkeypatch):
     assert events.index(("sync", rename[1])) < events.index(rename)
     assert ("sync", str(tmp_path)) in events[events.index(rename):]
     assert read_json(target) == {"state": "running"}
+
+
+def test_state_label_is_one_word_for_lists_warnings_and_the_cli(tmp_path):
+    """The Runs table, the unfinished-model warning and `latih train`'s summary all name a run's
+    state through core.runs.state_label / status_label, in the reader's language."""
+    from core.runs import DAMAGED, state_label, status_label
+
+    assert state_label("stopped").in_lang("id") == Msg("status.stopped").in_lang("id")
+    assert state_label("running", "stopped unexpectedly").key == "hardening.status_died"
+    assert state_label("failed", DAMAGED).key == "hardening.status_damaged"
+    assert state_label("something-new") == "something-new"
+    assert status_label({"state": "done"}).key == "status.done"
+    assert status_label({"state": "failed", "reason": "died"}).key == "hardening.status_died"

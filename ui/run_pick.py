@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui import state
 from ui.components import next_step
-from ui.i18n import t
+from ui.i18n import say, t
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,11 @@ def pick_run(project: dict[str, Any], key: str) -> str:
 
 def warn_if_unfinished(run_dir: str) -> None:
     """A failed or stopped run's model is its best epoch before it stopped: say so."""
-    from core.runs import check_alive, status_text
+    from core.runs import check_alive, status_label
 
     status = check_alive(run_dir)
     if status.get("state") != "done":
-        text = status_text(status)
-        label = t("hardening.status_died") if text == "stopped unexpectedly" else t(f"status.{status.get('state')}")
+        label = say(status_label(status))
         st.warning(t("hardening.unfinished_model", state=label), icon=":material/warning:")
 
 
