@@ -36,6 +36,13 @@ across seeds the plain loop spreads 1.3-2.6 points at 3-5 epochs, the trainer 3.
 not kept (none beats the default at every budget by more than that noise): the plain loop's
 RandomResizedCrop(0.08-1) + flip (0.778 / 0.893 / 0.911 / 0.913), label smoothing 0.1 (3 epochs
 0.895), a constant LR at 5 epochs (alone: 0.911, the default's very accuracies; with that crop: 0.917).
+2026-12-02 09:00-10:10 UTC, 5 epochs, seeds 0-2, one more cause checked (the photos): the trainer
+crops from the decoded cache (shorter side 256), the plain loop from the full-size JPEG. A cache
+at 512 gave 0.922 / 0.902 / 0.922 (mean 0.915: +0.44 on the default, -0.65 on the plain loop);
+with the plain loop's crop and a constant LR on top, 0.915 / 0.902 / 0.908 (0.908). The constant
+LR alone, rerun with every epoch recorded: each epoch's accuracy the default's, bit for bit (the
+schedule's cosine tail moves the validation loss, not one of the 153 decisions). So no single
+difference from the plain loop explains the point; the recipe and the 256 cache stay.
 Usage:
   .venv/bin/python bench/bench_finetune.py                   # 3 epochs, both ways
   .venv/bin/python bench/bench_finetune.py --epochs 1 2 3 5  # every budget a user may choose
