@@ -130,3 +130,13 @@ def test_predict_with_an_unfinished_run_warns_in_bahasa(make_dataset, workspace,
     assert len(warning) == 1 and warning[0].startswith("peringatan: sesi "), captured.err
     assert "tidak selesai (dihentikan: menyiapkan foto)" in warning[0] and "did not finish" not in warning[0]
     assert len(captured.out.strip().splitlines()) == 6  # every photo still gets its answer
+
+
+def test_train_summary_names_the_state_in_bahasa(make_dataset, workspace, monkeypatch, capsys):
+    """`latih train`'s last line names the run's state through core.runs.state_word, in LATIH_LANG."""
+    data = make_dataset(("red", "green"), n=6)
+    monkeypatch.setenv("LATIH_LANG", "id")
+    assert cli.main(["--workspace", str(workspace), "train", str(data), "--image-size", "64", "--epochs", "1",
+                     "--augment", "none"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert any(line.startswith("selesai dalam ") and "putaran terbaik 1" in line for line in lines), lines
