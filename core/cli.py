@@ -134,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     except (LatihError, ConfigError) as exc:
         print(tr("cli.error", message=_one_line(exc)), file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # the system refused a file (permission, a missing disk): not a bug in Latih
+        from core.errors import os_message
+
+        log.warning("file operation failed: %r", exc)
+        text = os_message(exc).in_lang(os.environ.get("LATIH_LANG") or "en")
+        print(tr("cli.error", message=" ".join(text.split())), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(tr("cli.interrupted"), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -19,3 +19,31 @@ class RunError(LatihError):
 
 class Cancelled(Exception):
     """Training was stopped by the user; not an error, the best checkpoint is kept."""
+
+
+# What the operating system said, in the catalogue's words (the UI may be in Bahasa; strerror is
+# always English). Errors not listed keep the system's own text.
+_OS_REASONS = {
+    "EACCES": "os.permission", "EPERM": "os.permission", "ENOENT": "os.missing", "EISDIR": "os.is_folder",
+    "ENOTDIR": "os.not_folder", "EROFS": "os.read_only", "ENOSPC": "os.disk_full", "EDQUOT": "os.disk_full",
+    "EIO": "os.io", "ENAMETOOLONG": "os.name_too_long", "ELOOP": "os.links", "EMFILE": "os.too_many_open",
+    "ENFILE": "os.too_many_open", "EBUSY": "os.busy",
+}
+
+
+def os_reason(exc: OSError):
+    """Why the system refused, as a catalogue Msg where we have words for it, else its own text."""
+    import errno
+
+    from core.i18n import Msg
+
+    key = _OS_REASONS.get(errno.errorcode.get(exc.errno or 0, ""))
+    return Msg(key) if key else str(exc.strerror or exc)
+
+
+def os_message(exc: OSError):
+    """One line for a failed file operation: the path (when the system named one) and why."""
+    from core.i18n import Msg
+
+    path = exc.filename if exc.filename is not None else ""
+    return Msg("os.failed_at", path=str(path), reason=os_reason(exc)) if path else Msg("os.failed", reason=os_reason(exc))

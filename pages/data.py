@@ -50,8 +50,10 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
             folder = root / name
             files = widget_texts.file_uploader(t("data.class_upload", name=name), type=data_ops.PHOTO_TYPES,
                                      accept_multiple_files=True, key=f"data_class_upload_{i}")
+            saved_uploads = st.session_state.setdefault("data_saved_uploads", {})  # file_id -> saved path
             for f in files or []:
-                data_ops.save_upload(f, folder)
+                if not Path(saved_uploads.get(f.file_id, "")).is_file():  # reruns keep the files: save each once
+                    saved_uploads[f.file_id] = str(data_ops.save_upload(f, folder))
             st.caption(t("data.class_count", n=sum(1 for p in folder.iterdir() if p.is_file())))
         if classes and st.button(t("data.classes_use"), key="data_classes_use", type="primary"):
             with guard("classes"):

@@ -94,6 +94,22 @@ def test_data_check_text_and_json(make_dataset, workspace):
     assert report["counts"]["val"] == {"green": 2, "red": 2}
 
 
+@pytest.mark.parametrize(("lang", "words"), [("en", "Could not use /data/klinik: permission denied"),
+                                              ("id", "Tidak dapat memakai /data/klinik: akses ditolak")])
+def test_a_refused_file_is_one_plain_line_in_the_users_language_not_a_bug(monkeypatch, workspace, capsys,
+                                                                           lang, words):
+    """A folder the user may not read is their machine's answer, not a Latih bug: one line in
+    LATIH_LANG (strerror is always English), no "this is a bug", no log hunt."""
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "/data/klinik")
+
+    monkeypatch.setenv("LATIH_LANG", lang)
+    monkeypatch.setattr(cli_runs, "cmd_runs", refused)
+    assert cli.main(["--workspace", str(workspace), "runs"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "bug" not in err[0] and "Permission denied" not in err[0]
+
+
 def test_unexpected_failure_is_one_line_pointing_at_the_log(monkeypatch, workspace, capsys):
     def broken(args):
         raise RuntimeError("boom")
@@ -140,3 +156,17 @@ def test_train_summary_names_the_state_in_bahasa(make_dataset, workspace, monkey
                      "--augment", "none"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert any(line.startswith("selesai dalam ") and "putaran terbaik 1" in line for line in lines), lines
+
+
+def test_what_the_system_said_is_in_the_users_words_for_a_real_refusal(tmp_path):
+    """A real one (no mock): a folder given where the leave-out list belongs. The reason was
+    strerror ("Is a directory", English whatever the language); now the catalogue's."""
+    from core.data.exclude import read_list
+    from core.errors import DataError, os_reason
+
+    with pytest.raises(DataError) as caught:
+        read_list(tmp_path, tmp_path)
+    message = caught.value.args[0]
+    assert "itu folder, bukan berkas" in message.in_lang("id") and "Is a directory" not in message.in_lang("id")
+    assert "it is a folder, not a file" in message.in_lang("en")
+    assert os_reason(OSError(9999, "Something odd")) == "Something odd"  # unknown errno: the system's text

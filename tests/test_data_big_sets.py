@@ -64,6 +64,49 @@ def test_an_upload_is_written_in_chunks_then_unpacked_member_by_member_with_prog
         assert (root / "set" / path.relative_to(data)).read_bytes() == path.read_bytes()
 
 
+def _upload_of(name: str, data: bytes, file_id: str = "f"):
+    from streamlit.proto.Common_pb2 import FileURLs
+    from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
+
+    return UploadedFile(UploadedFileRec(file_id=file_id, name=name, type="image/jpeg", data=data), FileURLs())
+
+
+def test_two_different_photos_under_one_name_are_both_kept_and_a_second_drop_adds_nothing(tmp_path):
+    """Two phones' IMG_0001.jpg in one class: the second was skipped when its size matched and
+    overwrote the first when it did not. Now each keeps its bytes under its own name."""
+    from ui import data_ops
+
+    folder = tmp_path / "photos" / "sehat"
+    first, same_size, longer = b"A" * 5000, b"B" * 5000, b"C" * 7000
+    saved_first = data_ops.save_upload(_upload_of("IMG_0001.jpg", first), folder)
+    saved_same_size = data_ops.save_upload(_upload_of("IMG_0001.jpg", same_size), folder)
+    saved_longer = data_ops.save_upload(_upload_of("IMG_0001.jpg", longer), folder)
+    assert [saved_first.name, saved_same_size.name, saved_longer.name] == \
+        ["IMG_0001.jpg", "IMG_0001-2.jpg", "IMG_0001-3.jpg"]
+    assert [saved_first.read_bytes(), saved_same_size.read_bytes(), saved_longer.read_bytes()] == \
+        [first, same_size, longer]
+    # the same photos dropped again (or the page rerun): found where they are, nothing new written
+    assert data_ops.save_upload(_upload_of("IMG_0001.jpg", longer), folder) == saved_longer
+    assert data_ops.save_upload(_upload_of("IMG_0001.jpg", first), folder) == saved_first
+    assert sorted(p.name for p in folder.iterdir()) == ["IMG_0001-2.jpg", "IMG_0001-3.jpg", "IMG_0001.jpg"]
+
+
+def test_a_big_zip_is_read_for_its_sha1_with_progress_before_it_is_unpacked(make_dataset, tmp_path, workspace,
+                                                                              monkeypatch):
+    import core.data.archives as archives
+
+    archive = _zip(make_dataset(("red", "green"), n=6), tmp_path / "leaves.zip", method=zipfile.ZIP_STORED)
+    monkeypatch.setattr(archives, "HASH_CHUNK", 4096)
+    events: list[tuple[str, int, int]] = []
+    extract_zip(archive, workspace, progress=lambda done, *_: events.append(("unpack", done, 0)),
+                hashed=lambda done, total: events.append(("hash", done, total)))
+    size = archive.stat().st_size
+    hashing = [e for e in events if e[0] == "hash"]
+    assert hashing[0] == ("hash", 0, size) and hashing[-1] == ("hash", size, size)
+    assert len(hashing) >= size // 4096 and [d for _, d, _ in hashing] == sorted(d for _, d, _ in hashing)
+    assert events.index(hashing[-1]) < events.index(("unpack", 0, 0))  # the bar moves before the first member
+
+
 @pytest.mark.parametrize("member", ["../outside.png", "/tmp/latih-absolute.png", "set/../../up.png"])
 def test_a_member_that_points_outside_is_refused_before_anything_is_written(tmp_path, workspace, member):
     archive = tmp_path / "slip.zip"
@@ -163,6 +206,29 @@ def test_a_zip_on_this_machine_is_read_where_it_lies(make_dataset, tmp_path):
     assert _photos(at) == "10"
     assert archive.exists()  # the person's own zip is never removed
     assert state.load_project(project["id"])["source"] == {"kind": "zip", "path": str(archive)}
+
+
+def test_a_folder_the_system_refuses_is_said_in_plain_bahasa_not_a_traceback(make_dataset, monkeypatch):
+    """PermissionError (a folder of another user; tests run as root, so chmod cannot make one)
+    and a failing disk are OSErrors, which the page's guard let through as a traceback."""
+    import core.data.scan as scan_module
+    from ui import state
+
+    data = make_dataset(("sehat", "sakit"), n=3)
+    project = state.new_project("Klinik", data_path=None, source_kind="folder", language="id")
+    at = _open_data(project["id"])
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(scan_module, "open_source", refused)
+    at.text_input(key="data_folder_path").input(str(data)).run()
+    at.button(key="data_folder_use").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Tidak dapat memakai" in e.value and "akses ditolak" in e.value for e in at.error), \
+        [e.value for e in at.error]
+    assert all("Permission denied" not in e.value for e in at.error)
+    assert not state.load_project(project["id"]).get("data_path")  # nothing half-read was kept
 
 
 def test_the_sample_grid_shows_one_bounded_page_and_page_two_shows_others(make_dataset):

@@ -71,7 +71,8 @@ def user_error(exc: BaseException) -> None:
 
 @contextlib.contextmanager
 def guard(what: str | None = None) -> Iterator[None]:
-    """`with guard(): ...` turns LatihError (and bad settings) into st.error instead of a traceback."""
+    """`with guard(): ...` turns LatihError, bad settings and a refused file operation (OSError:
+    permission, a missing disk) into st.error instead of a traceback."""
     from core.config import ConfigError
 
     try:
@@ -82,6 +83,12 @@ def guard(what: str | None = None) -> Iterator[None]:
     except FileNotFoundError as exc:
         log.info("file not found: %s", exc)
         st.error(t("common.error_missing_file", path=getattr(exc, "filename", "") or str(exc)))
+    except OSError as exc:  # a folder the user may not read, a disk unplugged: their words, not a traceback
+        from core.errors import os_message
+        from ui.i18n import say
+
+        log.warning("file operation failed%s: %r", f" ({what})" if what else "", exc)
+        st.error(say(os_message(exc)), icon=":material/error:")
 
 
 def page_header(title_key: str, purpose_key: str) -> None:

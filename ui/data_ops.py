@@ -1,6 +1,7 @@
 """Data-page operations: save uploads into the workspace, read a source, cached checks."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -29,8 +30,12 @@ CHUNK = 8 * 1024**2  # an upload is copied to disk 8 MiB at a time
 
 
 def save_upload(uploaded, folder: Path, progress=None) -> Path:
-    """Write a Streamlit UploadedFile into `folder` (same name and size: kept as is), in CHUNK
-    pieces: `progress(bytes_done, bytes_total)` after each one (a progress bar for a big zip).
+    """Write a Streamlit UploadedFile into `folder`, in CHUNK pieces: `progress(bytes_done,
+    bytes_total)` after each one (a progress bar for a big zip).
+
+    A file already there with the same bytes is kept as is (a rerun, a second drop of the same
+    photo). A different file under the same name, two phones' IMG_0001.jpg, is never overwritten
+    or skipped: it is saved as IMG_0001-2.jpg (then -3 ...), so no photo is lost.
 
     Written to a temp file and renamed, so a full disk leaves no truncated upload behind
     (DiskFullError says how much room is needed, and where)."""
@@ -38,9 +43,9 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
     from core.i18n import Msg
 
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / safe_name(uploaded.name)
     size = int(uploaded.size)
-    if not (target.exists() and target.stat().st_size == size):
+    target, already = _upload_target(folder, safe_name(uploaded.name), uploaded, size)
+    if not already:
         require_free(folder, size, Msg("disk.what.save", name=target.name))
         tmp = target.with_name(f".{target.name}.upload")
         with partial_file(tmp, size):
@@ -53,9 +58,34 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
                     if progress is not None:
                         progress(done, size)
             os.replace(tmp, target)
+        if target.name != safe_name(uploaded.name):
+            log.info("upload %s: another file has that name here; saved as %s", uploaded.name, target.name)
     if progress is not None:
         progress(size, size)
     return target
+
+
+def _upload_target(folder: Path, name: str, uploaded, size: int) -> tuple[Path, bool]:
+    """(where the upload goes, whether that file already holds its very bytes)."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    for k in itertools.count(1):
+        candidate = folder / (name if k == 1 else f"{stem}-{k}{suffix}")
+        if not candidate.exists():
+            return candidate, False
+        if _same_bytes(candidate, uploaded, size):
+            return candidate, True
+    raise AssertionError("unreachable")
+
+
+def _same_bytes(path: Path, uploaded, size: int) -> bool:
+    if not path.is_file() or path.stat().st_size != size:  # the usual case: one stat, nothing read
+        return False
+    uploaded.seek(0)
+    with open(path, "rb") as handle:
+        while chunk := uploaded.read(CHUNK):
+            if handle.read(len(chunk)) != chunk:
+                return False
+    return True
 
 
 def save_zip_upload(project: dict[str, Any], uploaded) -> Path:
@@ -102,18 +132,23 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     bar = st.progress(0.0, text=t("data.progress_open"))
     uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)
 
+    def checked(done_bytes: int, total_bytes: int) -> None:  # the zip's SHA-1, before anything is unpacked
+        bar.progress(0.1 * done_bytes / max(total_bytes, 1),
+                     text=t("data.progress_zip_check", mb=human(done_bytes), mb_total=human(total_bytes)))
+
     def unpacked(done: int, total: int, done_bytes: int, total_bytes: int) -> None:
         if done % 100 and done != total:  # extract_zip calls after every file: 50,000 bar updates are too many
             return
-        bar.progress(0.5 * done / max(total, 1), text=t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
-                                                         mb=human(done_bytes), mb_total=human(total_bytes)))
+        bar.progress(0.1 + 0.4 * done / max(total, 1),
+                     text=t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
+                            mb=human(done_bytes), mb_total=human(total_bytes)))
 
     def read(done: int, total: int) -> None:
         bar.progress(0.5 + 0.4 * done / max(total, 1),  # scan calls this every 64 photos
                      text=t("data.progress_read", done=f"{done:,}", total=f"{total:,}"))
 
     try:
-        root = open_source(source, progress=unpacked)
+        root = open_source(source, progress=unpacked, hashed=checked)
         bar.progress(0.5, text=t("data.progress_scan"))
         df = scan(root, progress=read)
     except BaseException:

@@ -3,7 +3,8 @@ folder (extraction renames a finished temp folder into `<workspace>/datasets/`).
 
 Bounded memory at any size: the zip is read from disk member by member, each member streamed
 to its file with shutil.copyfileobj (1 MiB at a time), never read whole; `progress(done, total,
-bytes_done, bytes_total)` is called after each member. The real bounds are the free disk
+bytes_done, bytes_total)` is called after each member, and `hashed(bytes_done, bytes_total)`
+while the archive's SHA-1 (which names its folder) is read, HASH_CHUNK at a time. The real bounds are the free disk
 (checked against the total uncompressed size before anything is written) and the ceilings below,
 sized for a clinic's 50,000-photo set."""
 from __future__ import annotations
@@ -37,6 +38,7 @@ ZIP_BOMB_MIN_SIZE = 10 * 1024**2
 # when each member stays under ZIP_BOMB_MIN_SIZE.
 ZIP_TOTAL_RATIO = 50
 ZIP_TOTAL_MIN_SIZE = 64 * 1024**2
+HASH_CHUNK = 8 * 1024**2  # a 5 GB zip is read for its SHA-1 in 640 steps, each one a progress call
 
 
 # What zipfile raises for a damaged or truncated archive (a CRC mismatch, a cut-off member, a
@@ -44,13 +46,14 @@ ZIP_TOTAL_MIN_SIZE = 64 * 1024**2
 _BROKEN = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error, struct.error)
 
 
-def extract_zip(archive: Path, workspace, progress=None) -> Path:
+def extract_zip(archive: Path, workspace, progress=None, hashed=None) -> Path:
     """The extracted dataset folder of `archive` (unpacked once; an archive's sha1 names it).
 
     `progress(members_done, members_total, bytes_done, bytes_total)`, when given, is called
-    before the first member and after each one. DataError for an unsafe, corrupt or truncated
+    before the first member and after each one; `hashed(bytes_done, bytes_total)`, when given,
+    while the archive is read for its SHA-1 (seconds for a zip of gigabytes). DataError for an unsafe, corrupt or truncated
     zip (nothing is left behind: the temp folder is removed), DiskFullError when it cannot fit."""
-    destination = subdir("datasets", workspace) / f"{archive.stem}-{_file_sha1(archive)[:10]}"
+    destination = subdir("datasets", workspace) / f"{archive.stem}-{_file_sha1(archive, hashed)[:10]}"
     if destination.is_dir():  # complete: extraction only ever renames a finished temp folder
         return destination
     try:
@@ -92,9 +95,17 @@ def _publish(temp: Path, destination: Path) -> None:
             raise
 
 
-def _file_sha1(path: Path) -> str:
+def _file_sha1(path: Path, hashed=None) -> str:
+    digest, total, done = hashlib.sha1(), path.stat().st_size, 0
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha1").hexdigest()
+        if hashed is not None:
+            hashed(0, total)
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            done += len(chunk)
+            if hashed is not None:
+                hashed(done, total)
+    return digest.hexdigest()
 
 
 def _safe_members(zf: zipfile.ZipFile, archive_name: str) -> list[zipfile.ZipInfo]:

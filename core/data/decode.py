@@ -17,7 +17,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from core.errors import DataError
+from core.errors import DataError, os_reason
 from core.i18n import DEFAULT_LANG, Msg, tr
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def load_image(path: str | os.PathLike, *, draft_size: int | None = None) -> Ima
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise DataError(Msg.english("decode.cannot_read", path=str(path), reason=str(exc.strerror or exc))) from None
+        raise DataError(Msg.english("decode.cannot_read", path=str(path), reason=os_reason(exc))) from None
     try:
         return _decode_rgb(data, draft_size)[0]
     except DataError as exc:
@@ -196,7 +196,7 @@ def describe_file(path: str | os.PathLike) -> PhotoInfo:
         data = Path(path).read_bytes()
     except OSError as exc:
         logger.warning("cannot read %s: %s", path, exc)
-        return PhotoInfo(error=Msg.english("decode.read_failed", reason=str(exc.strerror or exc)))
+        return PhotoInfo(error=Msg.english("decode.read_failed", reason=os_reason(exc)))
     info = PhotoInfo(sha1=hashlib.sha1(data).hexdigest())
     try:
         img, info.mode = _decode_rgb(data)

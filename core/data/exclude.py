@@ -10,7 +10,7 @@ import csv
 import logging
 from pathlib import Path
 
-from core.errors import DataError
+from core.errors import DataError, os_reason
 from core.i18n import Msg
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def read_list(path: str | Path, root: str | Path) -> tuple[str, ...]:
     try:
         text = source.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise DataError(Msg("err.exclude.unreadable", source=str(source), reason=str(exc.strerror or exc))) from None
+        raise DataError(Msg("err.exclude.unreadable", source=str(source), reason=os_reason(exc))) from None
     lines = text.splitlines()
     if lines and "leave_out" in next(csv.reader([lines[0]])):
         entries = [row.get("leave_out", "") for row in csv.DictReader(lines)]

@@ -19,7 +19,7 @@ from typing import Iterable
 import pandas as pd
 
 from core.data import layout, scan_cache
-from core.errors import DataError
+from core.errors import DataError, os_reason
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def read_labels_csv(path: str | os.PathLike) -> list[tuple[str, str]]:
     except UnicodeDecodeError:
         raise DataError(Msg("err.labelled.not_text", name=path.name)) from None
     except OSError as exc:
-        raise DataError(Msg("err.labelled.unreadable", path=str(path), reason=str(exc.strerror or exc))) from None
+        raise DataError(Msg("err.labelled.unreadable", path=str(path), reason=os_reason(exc))) from None
     return rows
 
 

@@ -30,9 +30,10 @@ from core.i18n import Msg
 logger = logging.getLogger(__name__)
 
 
-def open_source(path: str | os.PathLike, workspace: str | os.PathLike | None = None, progress=None) -> Path:
+def open_source(path: str | os.PathLike, workspace: str | os.PathLike | None = None, progress=None,
+                hashed=None) -> Path:
     """The dataset folder for `path`: a folder as is, a .zip safely extracted into the workspace
-    (streamed member by member; `progress` as in core.data.archives.extract_zip)."""
+    (streamed member by member; `progress` and `hashed` as in core.data.archives.extract_zip)."""
     source = Path(path).expanduser()
     if not source.exists():
         raise DataError(Msg("err.path_missing", path=str(source)))
@@ -42,7 +43,7 @@ def open_source(path: str | os.PathLike, workspace: str | os.PathLike | None = N
         return source.resolve()
     if source.suffix.lower() != ".zip":
         raise DataError(Msg("err.scan.is_file", name=source.name))
-    return dataset_root(extract_zip(source.resolve(), workspace, progress))
+    return dataset_root(extract_zip(source.resolve(), workspace, progress, hashed))
 
 
 
