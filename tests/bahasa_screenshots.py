@@ -76,16 +76,14 @@ def main(out: Path) -> None:
     from tests import e2e_helpers as h
 
     h.ARTIFACTS = out
-    port = h.free_port()
-    proc = h.start_app(workspace, port, root / "app.log")
     try:
-        h.wait_http(f"http://127.0.0.1:{port}/_stcore/health", 90, proc)
-        with sync_playwright() as p:
+        # running_app: a free loopback port; afterwards the app stopped, and any training it left too
+        with h.running_app(workspace, "app.log", stop_timeout=120) as (base, _proc), sync_playwright() as p:
             browser = h.launch(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
             def open_page(name: str) -> None:
-                page.goto(f"http://127.0.0.1:{port}/{name}?project={project['id']}&lang=id")
+                page.goto(f"{base}/{name}?project={project['id']}&lang=id")
                 h.wait_idle(page, timeout=180)
                 page.wait_for_timeout(1500)
 
@@ -118,18 +116,14 @@ def main(out: Path) -> None:
             print("errors on pages:", h.app_errors(page))
             browser.close()
     finally:
-        h.stop_app(proc)
         from core import jobs
 
-        active = jobs.active_job(workspace)
-        if active:
-            jobs.stop(active)
         worker = jobs.worker_pid(workspace)  # the queue's worker process, started by the Train page
         if worker:
             time.sleep(10)  # let it save the stopped run
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker, signal.SIGTERM)
-        print("app log tail:", (root / "app.log").read_text()[-1500:])
+        print("app log tail:", (out / "app.log").read_text()[-1500:])
 
 
 if __name__ == "__main__":

@@ -116,11 +116,8 @@ def test_label_sixty_photos_with_the_keyboard_then_train(tmp_path, request, monk
     ws.mkdir()
     monkeypatch.setenv("LATIH_WORKSPACE", str(ws))
     truth = _loose_photos(tmp_path / "unsorted")
-    port = h.free_port()
-    proc = h.start_app(ws, port, h.ARTIFACTS / "streamlit-labelling.log")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        h.wait_http(f"{base}/_stcore/health", timeout=120, proc=proc)
+    # running_app: a free loopback port, and afterwards the app stopped and so is any training it left
+    with h.running_app(ws, "streamlit-labelling.log", stop_timeout=120) as (base, proc):
         with sync_playwright() as pw:
             browser = h.launch(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -221,8 +218,6 @@ def test_label_sixty_photos_with_the_keyboard_then_train(tmp_path, request, monk
             h.wait_idle(page, timeout=120)
             h.shot(page, "label-trained")
             browser.close()
-    finally:
-        h.stop_app(proc)
     # ---- the same photos sorted by hand, the same settings ---------------------------------------
     from core.config import TrainConfig
     from core.train import train
@@ -350,6 +345,7 @@ def test_field_mode_password_and_camera_into_a_class(tmp_path, request, monkeypa
             context.close()
     finally:
         h.stop_app(proc)
+        h.stop_training(ws, 120)  # `latih serve` is not running_app's command: the same cleanup by hand
     current = LabelLog(state.project_dir(project["id"])).state()
     assert list(current.labels.values()) == ["healthy"], current.labels
     photo = Path(next(iter(current.labels)))
