@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         from core.errors import os_message
 
         log.warning("file operation failed: %r", exc)
-        text = os_message(exc).in_lang(os.environ.get("LATIH_LANG") or "en")
-        print(tr("cli.error", message=" ".join(text.split())), file=sys.stderr)
+        print(tr("cli.error", message=_in_cli_lang(os_message(exc))), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(tr("cli.interrupted"), file=sys.stderr)
@@ -170,9 +169,16 @@ def _one_line(exc: BaseException) -> str:
     from core.i18n import Msg
 
     message = exc.args[0] if len(exc.args) == 1 else None
-    text = (message.in_lang(os.environ.get("LATIH_LANG") or "en") if isinstance(message, Msg) else str(exc)).strip() \
-        or type(exc).__name__
-    return " ".join(text.split())
+    return _in_cli_lang(message if isinstance(message, Msg) else str(exc)) or type(exc).__name__
+
+
+def _in_cli_lang(text) -> str:
+    """A catalogue text (Msg) in LATIH_LANG, any other text as is; on one line."""
+    from core.i18n import Msg
+
+    if isinstance(text, Msg):
+        text = text.in_lang(os.environ.get("LATIH_LANG") or "en")
+    return " ".join(str(text).split())
 
 
 if __name__ == "__main__":

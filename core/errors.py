@@ -22,11 +22,11 @@ class Cancelled(Exception):
 
 
 # What the operating system said, in the catalogue's words (the UI may be in Bahasa; strerror is
-# always English). Errors not listed keep the system's own text.
+# always English). Errors not listed keep the system's own text; a full disk is whatever
+# core.diskspace.FULL_ERRNOS counts as one (the errnos its DiskFullError is raised for).
 _OS_REASONS = {
     "EACCES": "os.permission", "EPERM": "os.permission", "ENOENT": "os.missing", "EISDIR": "os.is_folder",
-    "ENOTDIR": "os.not_folder", "EROFS": "os.read_only", "ENOSPC": "os.disk_full", "EDQUOT": "os.disk_full",
-    "EIO": "os.io", "ENAMETOOLONG": "os.name_too_long", "ELOOP": "os.links", "EMFILE": "os.too_many_open",
+    "ENOTDIR": "os.not_folder", "EROFS": "os.read_only", "EIO": "os.io", "ENAMETOOLONG": "os.name_too_long", "ELOOP": "os.links", "EMFILE": "os.too_many_open",
     "ENFILE": "os.too_many_open", "EBUSY": "os.busy",
 }
 
@@ -35,8 +35,11 @@ def os_reason(exc: OSError):
     """Why the system refused, as a catalogue Msg where we have words for it, else its own text."""
     import errno
 
+    from core.diskspace import FULL_ERRNOS  # here, not at the top: core.diskspace imports this module
     from core.i18n import Msg
 
+    if exc.errno in FULL_ERRNOS:
+        return Msg("os.disk_full")
     key = _OS_REASONS.get(errno.errorcode.get(exc.errno or 0, ""))
     return Msg(key) if key else str(exc.strerror or exc)
 

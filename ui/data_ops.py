@@ -1,7 +1,6 @@
 """Data-page operations: save uploads into the workspace, read a source, cached checks."""
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -43,8 +42,8 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
     from core.i18n import Msg
 
     folder.mkdir(parents=True, exist_ok=True)
-    size = int(uploaded.size)
-    target, already = _upload_target(folder, safe_name(uploaded.name), uploaded, size)
+    size, name = int(uploaded.size), safe_name(uploaded.name)
+    target, already = _upload_target(folder, name, uploaded, size)
     if not already:
         require_free(folder, size, Msg("disk.what.save", name=target.name))
         tmp = target.with_name(f".{target.name}.upload")
@@ -58,7 +57,7 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
                     if progress is not None:
                         progress(done, size)
             os.replace(tmp, target)
-        if target.name != safe_name(uploaded.name):
+        if target.name != name:
             log.info("upload %s: another file has that name here; saved as %s", uploaded.name, target.name)
     if progress is not None:
         progress(size, size)
@@ -68,13 +67,13 @@ def save_upload(uploaded, folder: Path, progress=None) -> Path:
 def _upload_target(folder: Path, name: str, uploaded, size: int) -> tuple[Path, bool]:
     """(where the upload goes, whether that file already holds its very bytes)."""
     stem, suffix = Path(name).stem, Path(name).suffix
-    for k in itertools.count(1):
-        candidate = folder / (name if k == 1 else f"{stem}-{k}{suffix}")
-        if not candidate.exists():
-            return candidate, False
+    candidate, k = folder / name, 1
+    while candidate.exists():
         if _same_bytes(candidate, uploaded, size):
             return candidate, True
-    raise AssertionError("unreachable")
+        k += 1
+        candidate = folder / f"{stem}-{k}{suffix}"
+    return candidate, False
 
 
 def _same_bytes(path: Path, uploaded, size: int) -> bool:
