@@ -7,18 +7,16 @@ checks room before big writes with `require_free`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import shutil
 from pathlib import Path
 
-from core.errors import LatihError
+from core.errors import FULL_ERRNOS, LatihError
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
-FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 MARGIN = 16 * 1024**2  # keep this much free after a big write
 
 

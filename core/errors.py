@@ -1,6 +1,12 @@
 """Errors a user can act on. Each message is one plain-language line: what went wrong and what to do."""
 
 
+import errno as _errno
+
+# The errnos that mean "no room": core.diskspace raises DiskFullError for these, os_reason says so.
+FULL_ERRNOS = (_errno.ENOSPC, _errno.EDQUOT, _errno.EFBIG)
+
+
 class LatihError(Exception):
     """Base for every failure caused by input or environment (never by a bug)."""
 
@@ -22,8 +28,7 @@ class Cancelled(Exception):
 
 
 # What the operating system said, in the catalogue's words (the UI may be in Bahasa; strerror is
-# always English). Errors not listed keep the system's own text; a full disk is whatever
-# core.diskspace.FULL_ERRNOS counts as one (the errnos its DiskFullError is raised for).
+# always English). Errors not listed keep the system's own text.
 _OS_REASONS = {
     "EACCES": "os.permission", "EPERM": "os.permission", "ENOENT": "os.missing", "EISDIR": "os.is_folder",
     "ENOTDIR": "os.not_folder", "EROFS": "os.read_only", "EIO": "os.io", "ENAMETOOLONG": "os.name_too_long", "ELOOP": "os.links", "EMFILE": "os.too_many_open",
@@ -35,7 +40,6 @@ def os_reason(exc: OSError):
     """Why the system refused, as a catalogue Msg where we have words for it, else its own text."""
     import errno
 
-    from core.diskspace import FULL_ERRNOS  # here, not at the top: core.diskspace imports this module
     from core.i18n import Msg
 
     if exc.errno in FULL_ERRNOS:
