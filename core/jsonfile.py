@@ -25,7 +25,7 @@ from typing import Any, Callable
 from filelock import FileLock, Timeout
 
 from core.diskspace import raise_if_disk_full, replace_durably
-from core.errors import LatihError
+from core.errors import LatihError, os_reason
 from core.i18n import Msg
 
 log = logging.getLogger(__name__)
@@ -95,25 +95,33 @@ def _locked(path: Path):
         raise LatihError(Msg("err.file.locked", name=path.name, seconds=f"{LOCK_TIMEOUT_S:.0f}")) from None
 
 
-def read_json_checked(path: str | os.PathLike) -> tuple[Any | None, str | None]:
-    """(data, None), (None, None) when missing, or (None, why) when the file is damaged."""
+def read_json_checked(path: str | os.PathLike) -> tuple[Any | None, Msg | None]:
+    """(data, None), (None, None) when missing, or (None, why) when the file is damaged: why is
+    a catalogue Msg ("is empty", "kosong") that completes a sentence naming the file, so a page
+    says it in its own language (json_problem() adds the name)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None, None
     except OSError as exc:
-        return None, f"cannot be read ({exc.strerror or exc})"
+        return None, Msg("json.unreadable", reason=os_reason(exc))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None, "is not text (it holds bytes that are not UTF-8)"
+        return None, Msg("json.not_text")
     if not text.strip():
-        return None, "is empty"
+        return None, Msg("json.empty")
     try:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
-        return None, f"is not valid JSON (line {exc.lineno}: {exc.msg})"
+        # exc.msg ("Expecting ',' delimiter") is the parser's own English, kept as a detail
+        return None, Msg("json.invalid", line=exc.lineno, detail=exc.msg)
+
+
+def json_problem(name: str, problem: Msg | None = None) -> Msg:
+    """'<name> <problem>' as one Msg ("status.json is empty"); no problem = not a JSON object."""
+    return Msg("json.named", name=name, problem=problem or Msg("json.not_object"))
 
 
 def read_json(path: str | os.PathLike, default: Any = None, *, want: type | None = dict) -> Any:
@@ -158,5 +166,5 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         raise
 
 
-__all__ = ["write_json_atomic", "read_json", "read_json_checked", "update_json", "append_jsonl", "lock_for",
+__all__ = ["write_json_atomic", "read_json", "read_json_checked", "json_problem", "update_json", "append_jsonl", "lock_for",
            "DamagedFile", "LOCK_TIMEOUT_S"]

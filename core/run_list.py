@@ -13,9 +13,9 @@ import pandas as pd
 
 from core import runs
 from core.errors import RunError
-from core.jsonfile import read_json_checked
+from core.jsonfile import json_problem, read_json_checked
 from core.workspace import workspace_dir
-from core.i18n import Msg
+from core.i18n import Msg, joined
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def summarize_run(run_dir: Path) -> dict:
     config, config_problem = read_json_checked(run_dir / runs.CONFIG_FILE)
     config = config if isinstance(config, dict) else {}
     meta, status = runs.read_meta(run_dir), runs.check_alive(run_dir)
-    problems = [f"config.json {config_problem}"] if config_problem else []
+    problems = [json_problem(runs.CONFIG_FILE, config_problem)] if config_problem else []
     if status.get("damaged"):
         problems.append(status["damaged"])
     best = _best_epoch_row(runs.read_metrics(run_dir), meta.get("best_epoch"))
@@ -71,7 +71,7 @@ def summarize_run(run_dir: Path) -> dict:
         "strategy": config.get("strategy"),
         "status": status.get("state"),
         "status_text": "damaged" if problems else runs.status_text(status),
-        "damaged": "; ".join(problems) or None,
+        "damaged": joined(problems) if problems else None,
         "message": status.get("message"),
         "best_epoch": _as_int(meta.get("best_epoch")),
         "val_acc": best.get("val_acc"),
@@ -101,6 +101,10 @@ def list_runs(workspace: str | os.PathLike | None = None) -> pd.DataFrame:
                "val_f1", "eval_split", "eval_acc", "eval_f1", "wall_s", "run_dir"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["best_epoch"] = frame["best_epoch"].astype("Int64")
+    # pandas would store these as plain str: kept as objects, a Msg stays a Msg, so each page
+    # says why a run is damaged (and its status message) in its own language
+    for column in ("damaged", "message"):
+        frame[column] = pd.Series([row[column] for row in rows], index=frame.index, dtype=object)
     return frame.sort_values("created", ascending=False, ignore_index=True) if rows else frame
 
 

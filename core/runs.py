@@ -34,7 +34,7 @@ from core.config import ConfigError, TrainConfig
 from core.errors import RunError
 from core.i18n import Msg
 from core.jsonfile import read_json as _read_json
-from core.jsonfile import read_json_checked, update_json, write_json_atomic
+from core.jsonfile import json_problem, read_json_checked, update_json, write_json_atomic
 from core.liveness import HEARTBEAT_S, is_dead, now_iso
 from core.workspace import subdir, workspace_dir
 
@@ -90,7 +90,7 @@ def read_json_required(path: Path) -> dict:
     if data is None and problem is None:
         raise RunError(Msg("err.run.file_missing", name=path.name, run=path.parent.name))
     if problem or not isinstance(data, dict):
-        raise RunError(Msg("err.run.file_damaged", name=path.name, run=path.parent.name, problem=problem or 'not a JSON object'))
+        raise RunError(Msg("err.run.file_damaged", name=path.name, run=path.parent.name, problem=problem or Msg("json.not_object")))
     return data
 
 
@@ -264,9 +264,9 @@ def read_raw(run_dir: str | os.PathLike) -> tuple[dict, str | None]:
     """(status.json as a dict, None) or ({}, why it is damaged)."""
     data, problem = read_json_checked(Path(run_dir) / STATUS_FILE)
     if problem:
-        return {}, f"status.json {problem}"
+        return {}, json_problem(STATUS_FILE, problem)
     if data is not None and not isinstance(data, dict):
-        return {}, "status.json is not a JSON object"
+        return {}, json_problem(STATUS_FILE)
     return data or {}, None
 
 
@@ -278,9 +278,9 @@ def read_status(run_dir: str | os.PathLike) -> dict:
     if problem:
         log.warning("run %s: %s", Path(run_dir).name, problem)
         data = {"state": "failed", "reason": DAMAGED, "damaged": problem,
-                "message": f"{problem}: this run's files are damaged; delete the run or train again"}
+                "message": Msg("hardening.run_damaged_message", problem=problem)}
     elif not data:
-        data = {"message": "status.json missing"}
+        data = {"message": Msg("hardening.status_missing")}
     data["state"] = data.get("state") or data.get("status") or "failed"
     data["status"] = data["state"]
     return data
@@ -439,7 +439,7 @@ def load_run(run_dir: str | os.PathLike, workspace: str | os.PathLike | None = N
     run_dir = resolve_run_dir(run_dir, workspace)
     data, problem = read_json_checked(run_dir / CONFIG_FILE)
     if problem or not isinstance(data, dict):
-        raise RunError(Msg("err.run.config_damaged", run=run_dir.name, problem=problem or 'is not a JSON object'))
+        raise RunError(Msg("err.run.config_damaged", run=run_dir.name, problem=problem or Msg("json.not_object")))
     try:
         config = TrainConfig.from_dict(data)
     except (ConfigError, TypeError) as exc:

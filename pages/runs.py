@@ -47,7 +47,7 @@ def _status_label(state, text) -> str:
 
 
 for damaged in table[table["damaged"].notna()].itertuples():
-    st.warning(t("hardening.damaged_run", run=damaged.run_id, problem=damaged.damaged), icon=":material/error:")
+    st.warning(t("hardening.damaged_run", run=damaged.run_id, problem=say(damaged.damaged, plain=True)), icon=":material/error:")
 
 METRICS = {"eval_acc": ("accuracy", "runs.metric_eval_acc"), "eval_f1": ("macro_f1", "runs.metric_eval_f1"),
            "val_acc": (None, "runs.metric_val_acc"), "val_f1": (None, "runs.metric_val_f1")}
@@ -61,7 +61,7 @@ view = pd.DataFrame({
     t("runs.col_run"): table["run_id"],
     t("runs.col_when"): [c.strftime("%Y-%m-%d %H:%M") if isinstance(c, (dt.datetime, pd.Timestamp)) else str(c)
                          for c in table["created"]],
-    t("runs.col_backbone"): table["backbone"],
+    t("runs.col_backbone"): [b if isinstance(b, str) and b else "–" for b in table["backbone"]],  # "–": config unreadable
     t("runs.col_strategy"): [t(f"strategy.{s}") if isinstance(s, str) else "–" for s in table["strategy"]],
     t("runs.col_status"): [_status_label(s, text) for s, text in zip(table["status"], table["status_text"])],
     t("runs.metric_eval_acc"): [_with_ci(v, _ci(r, "accuracy")) for v, r in zip(table["eval_acc"], table["run_dir"])],

@@ -232,6 +232,7 @@ def _no_bar(line: str) -> str:
 # Bahasa values equal to the English ones, each the same word in both languages.
 SAME_IN_BOTH = {
     "core.joined": "two messages joined by a semicolon: no words",
+    "json.named": "a file name and what is wrong with it: no words",
     "home.title": "Latih, the product's name",
     "data.title": "'Data' is an Indonesian word", "nav.data": "'Data' is an Indonesian word",
     "model.title": "'Model' is an Indonesian word", "nav.model": "'Model' is an Indonesian word",
@@ -347,3 +348,41 @@ def test_a_damaged_photo_is_described_in_bahasa(tmp_path):
     assert not bahasa_scan.problems(shown, bahasa_scan.user_words(*(p.name for p in data.rglob("*")))), shown
     assert stored_error("something no catalogue says") == "something no catalogue says"
     assert stored_error(str(Msg.english("decode.not_image"))).key == "decode.not_image"
+
+
+def test_damaged_run_and_project_files_are_explained_in_bahasa(project, workspace):
+    """Why a run's or a project's JSON file is damaged (empty, not JSON) completes a Bahasa
+    sentence in Bahasa: the Runs page, Home and the engine's own texts."""
+    from core import run_list, runs
+    from core.errors import RunError
+    from core.i18n import render
+    from ui import state
+
+    good = Path(project["last_run"])
+    broken = workspace / "runs" / "rusak-1"
+    shutil.copytree(good, broken)
+    (broken / "config.json").write_text('{"backbone": ', encoding="utf-8")  # a write cut short
+    (broken / "status.json").write_text("  \n", encoding="utf-8")
+    state.add_run(project, broken)
+    why = run_list.summarize_run(broken)["damaged"]
+    assert render(why, "en") == "config.json is not valid JSON (line 1: Expecting value); status.json is empty"
+    assert render(why, "id") == "config.json bukan JSON yang sah (baris 1: Expecting value); status.json kosong"
+    assert render(runs.read_status(broken)["message"], "id").startswith("status.json kosong: berkas sesi ini rusak")
+    with pytest.raises(RunError) as raised:
+        runs.load_run(broken)
+    assert render(raised.value.args[0], "id") == bahasa_scan.ID["err.run.config_damaged"].format(
+        run="rusak-1", problem="bukan JSON yang sah (baris 1: Expecting value)")
+    lost = state.new_project("Hilang", language="id")
+    for name in ("project.json", "project.json.bak"):  # and no good copy to restore it from
+        (state.project_dir(lost["id"]) / name).write_bytes(b"")
+    assert render(state.project_problem(lost["id"]), "id") == "project.json kosong"
+
+    at = _open(project, "runs")
+    warned = [w.value for w in at.warning if "rusak" in w.value]
+    assert len(warned) == 1 and "status.json kosong" in warned[0] and "bukan JSON yang sah" in warned[0], [w.value for w in at.warning]
+    home = _open(project, "home")
+    assert any("project.json kosong" in w.value for w in home.warning), [w.value for w in home.warning]
+    bad = bahasa_scan.report(bahasa_scan.strings_of_app(at, "runs") + bahasa_scan.strings_of_app(home, "home"),
+                             _allowed(project) | bahasa_scan.user_words("rusak-1", good.name, "Hilang", lost["id"],
+                                                                         "project.json", "Expecting", "value"))
+    assert not bad, "\n".join(bad)

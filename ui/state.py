@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import LatihError
-from core.jsonfile import read_json_checked, update_json, write_json_atomic
+from core.jsonfile import json_problem, read_json_checked, update_json, write_json_atomic
 from core.workspace import subdir
 from ui import i18n
 
@@ -144,7 +144,7 @@ def project_problem(pid: str) -> str | None:
     backup, backup_problem = read_json_checked(_backup_path(path))
     if isinstance(backup, dict) and not backup_problem:
         return None
-    return f"project.json {problem or 'is not a JSON object'}"
+    return json_problem("project.json", problem)
 
 
 def load_project(pid: str | None) -> dict[str, Any] | None:
