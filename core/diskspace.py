@@ -39,14 +39,16 @@ def free_bytes(folder: str | os.PathLike) -> int:
     return shutil.disk_usage(folder).free
 
 
-def full_message(folder: str | os.PathLike, needed: int | None) -> str:
+def full_message(folder: str | os.PathLike, needed: int | None) -> Msg:
+    """What a write that met a full disk tells the person (a Msg: in their language)."""
     try:
         free = human(free_bytes(folder))
-    except OSError:
-        free = "unknown"
-    need = f"about {human(needed + MARGIN)}" if needed else "more room"
-    return (f"the disk is full: Latih needs {need} free in {folder} (free now: {free}); "
-            "delete old runs or other files there, or choose a workspace on a bigger disk")
+    except OSError as exc:
+        log.warning("cannot read the free space of %s: %s", folder, exc)
+        free = Msg("disk.free_unknown")
+    if needed:
+        return Msg("err.disk.full", needed=human(needed + MARGIN), folder=str(folder), free=free)
+    return Msg("err.disk.full_more", folder=str(folder), free=free)
 
 
 def raise_if_disk_full(exc: OSError, folder: str | os.PathLike, needed: int | None = None) -> None:

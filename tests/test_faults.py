@@ -255,9 +255,13 @@ def test_full_disk_upload_says_how_much_and_where_and_leaves_nothing(tiny_disk, 
     from core import diskspace
 
     monkeypatch.setattr(diskspace, "require_free", lambda *args, **kwargs: None)
-    with pytest.raises(DiskFullError, match=r"the disk is full: Latih needs about .* MB free in .*uploads"):
+    with pytest.raises(DiskFullError, match=r"the disk is full: Latih needs about .* MB free in .*uploads") as full:
         data_ops.save_upload(_Upload("more.zip", os.urandom(3 * 1024**2)), disk / "uploads")
     assert list((disk / "uploads").iterdir()) == []
+    from core.i18n import render
+
+    said = render(full.value.args[0], "id")  # the same words under the Bahasa menu
+    assert said.startswith("disk penuh: Latih perlu sekitar ") and "uploads (kosong sekarang: " in said, said
 
 
 def test_full_disk_message_names_the_task_in_bahasa(tiny_disk, monkeypatch):
