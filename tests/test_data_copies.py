@@ -260,3 +260,23 @@ def test_data_check_does_not_import_torch(make_dataset):
     out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert "TORCH False" in out.stdout, out.stderr[-2000:]
+
+
+def test_similarity_in_small_blocks_of_left_photos_gives_the_same_scores(monkeypatch):
+    """similarity() holds the left photos' vectors a block at a time (bounded memory at 50,000
+    photos): forced into blocks of 3 photos, every pair's score is the one-block score, and the
+    known answers hold (a photo against its own 5-degree turn is a near-copy, others are not)."""
+    rng = np.random.default_rng(4)
+    base = [np.clip(cv2.resize(textured(seed), (64, 64), interpolation=cv2.INTER_AREA) * 40 + 128, 0, 255)
+            for seed in range(6)]
+    turned = [cv2.warpAffine(b, cv2.getRotationMatrix2D((31.5, 31.5), 5, 1.0), (64, 64),
+                             borderMode=cv2.BORDER_REFLECT) for b in base]
+    thumbs = np.stack(base + turned).astype(np.uint8)
+    pairs = np.array([(i, 6 + i) for i in range(6)] + [(int(a), int(b)) for a, b in rng.integers(0, 12, (40, 2)) if a != b])
+    whole = copies.similarity(thumbs, pairs)
+    monkeypatch.setattr(copies, "PLAIN_BLOCK_BYTES", 3 * 4 * int(copies.DISC.sum()))
+    blocked = copies.similarity(thumbs, pairs)
+    np.testing.assert_array_equal(blocked, whole)
+    assert (whole[:6] >= copies.CONFIRM_SIMILARITY).all(), whole[:6]
+    distinct = [k for k, (a, b) in enumerate(pairs) if a % 6 != b % 6]
+    assert distinct and (whole[distinct] < copies.CONFIRM_SIMILARITY).all()
