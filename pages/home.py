@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import state
 from ui.components import frame, go_to, next_step, page_header
-from ui.i18n import say, t
+from ui.i18n import t
 from ui.safe_text import md
 
 GLOSSARY = ("class", "backbone", "feature_extraction", "fine_tuning", "epoch", "validation", "test",
@@ -61,7 +61,7 @@ if not projects:
     st.caption(t("home.no_projects"))
 for p in projects[:30]:
     if p.get("damaged"):
-        st.warning(t("hardening.damaged_project_home", name=p["id"], problem=say(p["damaged"], plain=True)), icon=":material/error:")
+        st.warning(t("hardening.damaged_project_home", name=p["id"], problem=p["damaged"]), icon=":material/error:")
         continue
     with st.container(border=True):
         cols = st.columns([4, 3, 2, 2], vertical_alignment="center")

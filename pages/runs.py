@@ -47,7 +47,7 @@ def _status_label(state, text) -> str:
 
 
 for damaged in table[table["damaged"].notna()].itertuples():
-    st.warning(t("hardening.damaged_run", run=damaged.run_id, problem=say(damaged.damaged, plain=True)), icon=":material/error:")
+    st.warning(t("hardening.damaged_run", run=damaged.run_id, problem=damaged.damaged), icon=":material/error:")
 
 METRICS = {"eval_acc": ("accuracy", "runs.metric_eval_acc"), "eval_f1": ("macro_f1", "runs.metric_eval_f1"),
            "val_acc": (None, "runs.metric_val_acc"), "val_f1": (None, "runs.metric_val_f1")}

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core.errors import LatihError
 from ui import state
-from ui.i18n import LANGS, say, t
+from ui.i18n import LANGS, t
 from ui.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def require_project() -> dict[str, Any]:
         pid = st.session_state.get(state.PROJECT_KEY)
         problem = state.project_problem(pid) if pid else None
         if problem:
-            st.error(t("hardening.damaged_project", name=pid, problem=say(problem, plain=True)), icon=":material/error:")
+            st.error(t("hardening.damaged_project", name=pid, problem=problem), icon=":material/error:")
         st.info(t("common.no_project"), icon=":material/info:")
         next_step("home", "common.go_home")
         st.stop()

@@ -60,7 +60,8 @@ def t(key: str, lang: str | None = None, **fmt: Any) -> str:
     from ui.safe_text import md
 
     code = normalise(lang) if lang else get_lang()
-    return _text(key, code, {k: md(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
+    return _text(key, code, {k: md(local_number(_in_page_lang(v, code), code)) if isinstance(v, str) else v
+                             for k, v in fmt.items()})
 
 
 def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
@@ -69,7 +70,16 @@ def t_plain(key: str, lang: str | None = None, **fmt: Any) -> str:
     from ui.safe_text import plain
 
     code = normalise(lang) if lang else get_lang()
-    return _text(key, code, {k: plain(local_number(v, code)) if isinstance(v, str) else v for k, v in fmt.items()})
+    return _text(key, code, {k: plain(local_number(_in_page_lang(v, code), code)) if isinstance(v, str) else v
+                             for k, v in fmt.items()})
+
+
+def _in_page_lang(value: str, lang: str) -> str:
+    """A core Msg given as a value (why a run is damaged) in the page's language, not the
+    process's (a Msg is a str whose own value is the process's text); other strings as they are."""
+    from core.i18n import Msg
+
+    return say(value, lang, plain=True) if isinstance(value, Msg) else value
 
 
 def _text(key: str, lang: str | None, fmt: dict[str, Any]) -> str:
