@@ -11,6 +11,12 @@ process, from wait4) is its own:
                  EXTRAPOLATED from their rate (printed as such): on a 2-core CPU a full epoch
                  over 50,000 photos takes over an hour.
 Bar (issue 12): peak memory < 2 GB at 50,000, time growing near-linearly with N.
+Measured 2026-12-03, 2-core CPU, quiet machine (load 0.3-1.1), --feature-photos 1000:
+               10,000 photos             50,000 photos
+  scan+check    18.5 s, peak 468 MB       87.2 s, peak 973 MB   (4.7x the time for 5x the photos)
+  cache build   45.8 s, peak 706 MB      180.8 s, peak 753 MB   (3.9x)
+  features      49.9 s / 1,000 photos    46.1 s / 1,000 photos  (peak 1,659 / 1,648 MB)
+  largest peak of any step: 1,659 MB (< 2,048 MB)
   .venv/bin/python bench/bench_scale.py --sizes 10000 50000 [--feature-photos 1000] [--keep DIR]
 """
 from __future__ import annotations

@@ -112,7 +112,10 @@ st.plotly_chart(fig, key="data_counts_chart")
 # ---- 3. what the engine found ------------------------------------------------------------------
 st.subheader(t("data.findings_title"))
 with guard("check"):
-    found = data_ops.findings(project)
+    # The first check of a large set takes a while (copies among 50,000 photos: about a minute on
+    # 2 cores); it is cached after, and Streamlit shows a spinner only after half a second.
+    with st.spinner(t("data.checking", n=f"{len(df):,}"), show_time=True):
+        found = data_ops.findings(project)
     if not found:
         st.success(t("data.no_findings"), icon=":material/check_circle:")
     for i, finding in enumerate(found):
