@@ -114,7 +114,8 @@ st.subheader(t("data.findings_title"))
 with guard("check"):
     # The first check of a large set takes a while (copies among 50,000 photos: about a minute on
     # 2 cores); it is cached after, and Streamlit shows a spinner only after half a second.
-    with st.spinner(t("data.checking", n=f"{len(df):,}"), show_time=True):
+    # No show_time: Streamlit writes the elapsed time in English ("1 minute, 2.1 seconds").
+    with st.spinner(t("data.checking", n=f"{len(df):,}")):
         found = data_ops.findings(project)
     if not found:
         st.success(t("data.no_findings"), icon=":material/check_circle:")
