@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -155,16 +154,11 @@ def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n
 
 
 def launch(folder: Path, module: str) -> int:
-    """`python -m module folder` as a detached process (it outlives the page that started it),
-    logging to folder/estimate.log; returns its pid. The estimate and the fine-tune CV share it."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(folder / "estimate.log", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module, str(folder)], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env, start_new_session=True,
-                                close_fds=True)
-    return proc.pid
+    """`python -m module folder` as a detached process (core.background.launch), logging to
+    folder/estimate.log; returns its pid. The estimate and the fine-tune CV share it."""
+    from core.background import launch as launch_detached
+
+    return launch_detached(folder, module, "estimate.log")
 
 
 def read_job(folder: Path) -> dict:

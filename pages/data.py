@@ -9,7 +9,7 @@ import streamlit as st
 from core.config import AUGMENT_PRESETS
 from ui import copy_review, data_ops, groups_ui, model_info, state, widget_texts
 from ui.components import frame, guard, next_step, page_header, require_project
-from ui.i18n import has, say, t
+from ui.i18n import has, num, say, t
 from ui.media import photo_grid, thumbnail
 from ui.safe_text import plotly as plotly_text
 
@@ -73,6 +73,9 @@ from ui.camera import unsorted_section  # noqa: E402
 
 unsorted_section(project, "data", expanded=not has_source)
 
+with guard("read"):  # a large source being read in the background: its bar, then its photos
+    data_ops.pending_read_section(project)
+
 if not has_source:
     st.info(t("data.no_source"), icon=":material/info:")
     st.stop()
@@ -80,8 +83,11 @@ if not has_source:
 # ---- 2. read the photos once (sample projects start here) --------------------------------------
 table_missing = not state.files_table_path(project).exists()
 if table_missing:
-    with guard("scan"):
-        data_ops.read_source(project, project["data_path"], (project.get("source") or {}).get("kind") or "folder")
+    if not project.get("pending_read") and not data_ops.read_failed(project):
+        with guard("scan"):
+            if not data_ops.read_source(project, project["data_path"],
+                                        (project.get("source") or {}).get("kind") or "folder"):
+                st.rerun()  # a large set: read in the background, its bar at the top
     project = state.current_project()
     if not state.files_table_path(project).exists():
         st.stop()
@@ -93,9 +99,9 @@ excluded = project.get("excluded", [])
 st.subheader(t("data.overview_title"))
 top = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
 top[0].caption(t("data.source_path", path=project["data_path"]))
-top[1].metric(t("data.n_photos"), len(df))
-top[2].metric(t("data.n_classes"), df["label"].nunique())
-top[3].metric(t("data.n_excluded"), len(excluded), help=t("data.excluded_help"))
+top[1].metric(t("data.n_photos"), num(f"{len(df):,}"))  # "50.000" under the Bahasa menu
+top[2].metric(t("data.n_classes"), num(f"{df['label'].nunique():,}"))
+top[3].metric(t("data.n_excluded"), num(f"{len(excluded):,}"), help=t("data.excluded_help"))
 if top[4].button(t("data.rescan"), key="data_rescan", help=t("data.rescan_help")):
     state.clear_files_table(project)
     st.rerun()
@@ -111,14 +117,20 @@ st.plotly_chart(fig, key="data_counts_chart")
 
 # ---- 3. what the engine found ------------------------------------------------------------------
 st.subheader(t("data.findings_title"))
+copies_check = {"state": "done"}
+with guard("copies"):
+    # A large set's copy check runs in the background (about a minute at 50,000 photos): a bar
+    # here, the other findings below at once, the copy findings when it is done.
+    copies_check = copy_review.progress_section(project, "data")
 with guard("check"):
-    # The first check of a large set takes a while (copies among 50,000 photos: about a minute on
-    # 2 cores); it is cached after, and Streamlit shows a spinner only after half a second.
-    # No show_time: Streamlit writes the elapsed time in English ("1 minute, 2.1 seconds").
+    # Streamlit shows a spinner only after half a second; the result is cached. No show_time:
+    # Streamlit writes the elapsed time in English ("1 minute, 2.1 seconds").
     with st.spinner(t("data.checking", n=f"{len(df):,}")):
         found = data_ops.findings(project)
-    if not found:
+    if not found and copies_check["state"] == "done":
         st.success(t("data.no_findings"), icon=":material/check_circle:")
+    elif not found:
+        st.caption(t("data.no_findings_yet"))
     for i, finding in enumerate(found):
         show = {"error": st.error, "warning": st.warning}.get(finding.severity, st.info)
         title_key = f"finding.{finding.code}"
@@ -192,6 +204,8 @@ with guard("split"):
     table = data_ops.project_split_preview(project, val_fraction, test_fraction,
                                            int(model_info.setting(project, "seed")))
     st.dataframe(table, key="data_split_table")
+    if copies_check["state"] != "done":
+        st.caption(t("data.split_before_copies"))
 
 # ---- 6. augmentation preview -------------------------------------------------------------------------
 st.subheader(t("data.augment_title"))

@@ -8,9 +8,9 @@ import streamlit as st
 
 from core import jobs, queue_entry
 from core.config import recommend_strategy
-from ui import data_ops, model_info, progress, state
+from ui import copy_review, data_ops, model_info, progress, state
 from ui.components import frame, fmt_seconds, guard, next_step, page_header, require_data, require_project, run_label
-from ui.i18n import say, say_status, t
+from ui.i18n import num, say, say_status, t
 from ui.safe_text import md
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ with st.container(border=True):
     if model_info.config_problem(project) is None:  # a bad setting is said once, at Start
         epochs = int(model_info.build_config(project, df).epochs)
     for col, label, value, help_key in (
-            (cols[0], t("train.summary_photos"), str(int(df["readable"].sum())), None),
+            (cols[0], t("train.summary_photos"), num(f"{int(df['readable'].sum()):,}"), None),
             (cols[1], t("term.backbone"), model_info.display_name(backbone), "help.backbone"),
             (cols[2], t("term.freeze"), t(f"strategy.{strategy}"), "help.freeze"),
             (cols[3], t("term.epoch"), str(epochs), "help.epoch")):
@@ -42,6 +42,11 @@ with st.container(border=True):
     next_step("model", "train.change_settings")
 
 blocking = []
+copies_pending = False
+with guard("copies"):
+    # copies across classes or splits block training: until a large set's check is done, the
+    # Start button waits for it (the bar refreshes, then the page)
+    copies_pending = copy_review.progress_section(project, "train")["state"] != "done"
 with guard("check"):
     blocking = [f for f in data_ops.findings(project) if f.severity == "error"]
 for finding in blocking:
@@ -49,6 +54,7 @@ for finding in blocking:
 if blocking:
     st.warning(t("train.blocked"))
     next_step("data", "common.go_data")
+blocking = blocking or copies_pending
 
 
 # ---- which run to show: this project's last run, reattached after a reload ------------------------

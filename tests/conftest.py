@@ -101,3 +101,34 @@ def navigation_like_a_running_server(request, monkeypatch):
         PagesManager.uses_pages_directory = False
 
     monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture
+def held_jobs(monkeypatch):
+    """Background jobs (core.background.launch: the copy check, a background read) are real
+    processes, stopped (SIGSTOP) right after they are launched, long before their imports are
+    done: "running" for as long as the test looks. Calling the fixture's value lets them go on."""
+    import os
+    import signal
+
+    from core import background
+
+    launched, real = [], background.launch
+
+    def held(folder, module, log_name):
+        pid = real(folder, module, log_name)
+        os.kill(pid, signal.SIGSTOP)
+        launched.append(pid)
+        return pid
+
+    def release():
+        for pid in launched:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        launched.clear()
+
+    monkeypatch.setattr(background, "launch", held)
+    yield release
+    release()

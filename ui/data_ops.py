@@ -119,14 +119,26 @@ def class_photos_dir(project: dict[str, Any]) -> Path:
     return state.project_dir(project["id"]) / "photos"
 
 
+# Up to this many files a source is read inside the page, with a bar (1,352 photos: 4 s on 2
+# cores); beyond, in a background process (core.data.scan_job) that the page polls (50,000
+# photos: 40-80 s), so that a click elsewhere or a reload does not interrupt it.
+SCAN_INLINE_LIMIT = 2_000
+
+
 def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
-    """open_source + scan with progress bars; stores the table in the project. LatihError propagates.
+    """open_source + scan with progress bars; stores the table in the project. LatihError
+    propagates. True when the photos are read; False when a large source is being read in the
+    background (pending_read_section shows it, and adopts the table when it is there).
 
     A zip (uploaded, or a path on this machine) is unpacked member by member with its own bar
     (files and MB done); the project keeps its old photos until the new ones are read: a corrupt
     or truncated zip raises before anything in the project changes."""
     from core.data.scan import open_source, scan
+    from core.data.scan_job import file_count
     from core.diskspace import human
+
+    if file_count(source, SCAN_INLINE_LIMIT) > SCAN_INLINE_LIMIT:
+        return _read_in_background(project, source, kind)
 
     bar = st.progress(0.0, text=t("data.progress_open"))
     uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)
@@ -164,6 +176,85 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     return True
 
 
+def _read_in_background(project: dict[str, Any], source: str | Path, kind: str) -> bool:
+    from core.data import scan_job
+
+    st.session_state.pop(READ_ERROR_KEY, None)
+    folder = scan_job.start(source)
+    state.update_project(project, pending_read={"job": str(folder), "source": str(source), "kind": kind})
+    log.info("reading %s in the background (%s)", source, folder)
+    return False
+
+
+READ_ERROR_KEY = "data_read_error"  # why the last background read failed: {"source", "message"}
+
+
+def read_failed(project: dict[str, Any]) -> bool:
+    """The background read of the project's own folder failed in this session (the page does
+    not start it again by itself: the person sees why, and chooses)."""
+    failed = st.session_state.get(READ_ERROR_KEY) or {}
+    return bool(failed) and failed.get("source") == str(project.get("data_path"))
+
+
+def _uploaded(project: dict[str, Any], source: str, kind: str) -> bool:
+    return kind == "zip" and Path(source).parent == uploads_dir(project)
+
+
+def pending_read_section(project: dict[str, Any]) -> None:
+    """A large source being read in the background: its bar (refreshed every 2 s); once read,
+    the table becomes the project's (as read_source would have stored it); when it failed,
+    why, and the project keeps its photos."""
+    from core.data import scan_job
+    from ui.i18n import say_status
+
+    failed = st.session_state.get(READ_ERROR_KEY)
+    if failed:  # said until the next read starts
+        st.error(say_status(failed) or t("common.error_generic"), icon=":material/error:")
+    pending = project.get("pending_read")
+    if not pending:
+        return
+    job = scan_job.read_job(pending["job"])
+    if job["state"] == "running":
+        _poll_read(project)
+        return
+    if job["state"] == "done":
+        table, attrs = scan_job.result(pending["job"])
+        project.update(data_path=str(attrs.get("root") or job.get("root")),
+                       source={"kind": pending["kind"], "path": pending["source"]}, excluded=[], copy_decisions={})
+        state.adopt_files_table(project, table, attrs, pending_read=None)
+        st.toast(t("data.progress_done", n=job.get("photos", 0)))
+        log.info("adopted the background read of %s (%s photos)", pending["source"], job.get("photos"))
+    else:
+        st.session_state[READ_ERROR_KEY] = {"source": pending["source"], "message": job.get("message"),
+                                            "message_i18n": job.get("message_i18n")}
+        st.error(say_status(job) or t("common.error_generic"), icon=":material/error:")
+        state.update_project(project, pending_read=None)
+        log.info("the background read of %s failed: %s", pending["source"], job.get("message"))
+    if _uploaded(project, pending["source"], pending["kind"]):
+        Path(pending["source"]).unlink(missing_ok=True)  # unpacked into the workspace, or rejected
+    if job["state"] == "done":
+        st.rerun()
+
+
+@st.fragment(run_every=2)
+def _poll_read(project: dict[str, Any]) -> None:
+    from core.data import scan_job
+    from core.diskspace import human
+
+    pending = project.get("pending_read") or {}  # the job folder does not change while it runs
+    job = scan_job.read_job(pending["job"]) if pending else {"state": "gone"}
+    if job["state"] != "running":
+        st.rerun(scope="app")
+    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
+    text = {"zip_check": lambda: t("data.progress_zip_check", mb=human(done), mb_total=human(total)),
+            "unzip": lambda: t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
+                               mb=human(int(job.get("done_bytes") or 0)), mb_total=human(int(job.get("total_bytes") or 0))),
+            "read": lambda: t("data.progress_read", done=f"{done:,}", total=f"{total:,}")}.get(
+        job.get("task"), lambda: t("data.progress_open"))()
+    st.progress(min(1.0, float(job.get("progress") or 0.0)), text=text)
+    st.caption(t("data.reading_background"))
+
+
 SAMPLE_PAGE = 24  # photos per page of the Data page's sample grid
 LIST_LIMIT = 500  # rows of a file list drawn on the Data page (the count says how many more)
 
@@ -182,13 +273,9 @@ def page_of(items: list, page: int, size: int = SAMPLE_PAGE) -> list:
 
 def read_table(table: str) -> pd.DataFrame:
     """The project's files.csv as scan() returns it (types restored)."""
-    df = pd.read_csv(table, keep_default_na=False, dtype=str)
-    for col in ("width", "height"):
-        if col in df.columns:
-            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
-    if "readable" in df.columns:
-        df["readable"] = df["readable"].astype(str).str.lower().isin(("true", "1"))
-    return df
+    from core.data.scan import read_table as read_scan_table
+
+    return read_scan_table(table)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -205,8 +292,16 @@ def _findings_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_
     return check_dataset(df, pairs=pairs, decisions=json.loads(decisions_json))
 
 
+def _known_pairs(pairs: pd.DataFrame | None) -> pd.DataFrame:
+    """The pairs found so far: none while a large set's copy check still runs."""
+    from core.data.copies import PAIR_COLUMNS
+
+    return pd.DataFrame(columns=PAIR_COLUMNS) if pairs is None or pairs.empty else pairs
+
+
 def findings(project: dict[str, Any]) -> list:
-    """check_dataset on the project's photos minus the left-out ones, with the copy decisions."""
+    """check_dataset on the project's photos minus the left-out ones, with the copy decisions.
+    While a large set's copy check runs (copy_review.copy_check), without copy findings."""
     import json
 
     from ui import copy_review
@@ -215,7 +310,8 @@ def findings(project: dict[str, Any]) -> list:
     if not table.exists():
         return []
     excluded = tuple(sorted(project.get("excluded", [])))
-    pairs = copy_review.active_pairs(copy_review.all_pairs(project), excluded)
+    # while a large set's copy check still runs, the other checks are shown meanwhile
+    pairs = copy_review.active_pairs(_known_pairs(copy_review.all_pairs(project)), excluded)
     return _findings_cached(str(table), table.stat().st_mtime, excluded,
                             json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
                             json.dumps(project.get("copy_decisions") or {}, sort_keys=True), pairs)
@@ -235,7 +331,7 @@ def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _split_counts_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str,
                          val_fraction: float, test_fraction: float, seed: int, groups_spec: str,
-                         groups_version: int, resplit: bool) -> pd.DataFrame:
+                         groups_version: int, resplit: bool, pairs: pd.DataFrame | None) -> pd.DataFrame:
     import json
 
     from core.data.groups import assign_groups
@@ -254,16 +350,21 @@ def _split_counts_cached(table: str, mtime: float, excluded: tuple[str, ...], at
             log.warning("groups %r unusable: %s", groups_spec, exc)
     usable = df[df["readable"]]
     split = assign_splits(usable, val_fraction, test_fraction, seed,
-                          groups=groups[usable.index] if groups is not None else None, resplit=resplit)
+                          groups=groups[usable.index] if groups is not None else None, resplit=resplit,
+                          pairs=pairs)
     return split.pivot_table(index="label", columns="split", values="path", aggfunc="count", fill_value=0)
 
 
 def project_split_preview(project: dict[str, Any], val_fraction: float, test_fraction: float,
                           seed: int) -> pd.DataFrame:
     """Photos per class and split of the project's photos, as the engine will split them (by
-    patient group when the project has groups). Computed once per (photo table, settings): the
-    split keeps copies together, and finding them takes seconds at 50,000 photos."""
+    patient group when the project has groups). Computed once per (photo table, settings). The
+    split keeps copies together, with the pairs of the project's copy check
+    (copy_review.copy_check); while a large set's check still runs, as if there were none
+    (copies_known() says which)."""
     import json
+
+    from ui import copy_review
 
     table = state.files_table_path(project)
     spec = str(project.get("groups") or "")
@@ -272,7 +373,8 @@ def project_split_preview(project: dict[str, Any], val_fraction: float, test_fra
     counts = _split_counts_cached(str(table), table.stat().st_mtime, tuple(sorted(project.get("excluded", []))),
                                   json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
                                   float(val_fraction), float(test_fraction), int(seed),
-                                  spec, groups_version, bool(project.get("resplit")))
+                                  spec, groups_version, bool(project.get("resplit")),
+                                  _known_pairs(copy_review.all_pairs(project)))
     return _split_table(counts)
 
 

@@ -332,6 +332,16 @@ def _read_files_csv(path: str, mtime_ns: int, size: int) -> pd.DataFrame | None:
     return df
 
 
+def adopt_files_table(project: dict[str, Any], table: Path, attrs: dict, **changes: Any) -> None:
+    """Make a scan table written elsewhere in the workspace (a background read,
+    core.data.scan_job) the project's, moved rather than parsed and written again; its attrs go
+    into project.json with `changes`, as save_files_table does."""
+    import shutil
+
+    shutil.move(str(table), str(files_table_path(project)))  # a rename within one workspace
+    update_project(project, scan_attrs=attrs, **changes)
+
+
 def load_files_table(project: dict[str, Any], include_excluded: bool = False) -> pd.DataFrame | None:
     path = files_table_path(project)
     try:

@@ -73,3 +73,16 @@ def scan(path: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
     df = df.astype({"width": int, "height": int, "readable": bool})
     df.attrs.update(root=str(root), empty_classes=empty)
     return df
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A scan table saved as CSV (the app's files.csv) read back as scan() returned it: every
+    text column as text (a class named "NA" or a sha1 of digits stays text), sizes as ints,
+    `readable` as bool."""
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    for col in ("width", "height"):
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype(int)
+    if "readable" in df.columns:
+        df["readable"] = df["readable"].astype(str).str.lower().isin(("true", "1"))
+    return df

@@ -23,12 +23,14 @@ SPLITS = ("train", "val", "test")
 
 
 def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: float = 0.0,
-                  seed: int = 0, groups: pd.Series | None = None, resplit: bool = False) -> pd.DataFrame:
+                  seed: int = 0, groups: pd.Series | None = None, resplit: bool = False,
+                  pairs: pd.DataFrame | None = None) -> pd.DataFrame:
     """A copy of df with the `split` column filled in.
 
     groups: patient group per row (core.data.groups.assign_groups; "" = on its own): each
     group stays on one side, together with the copy groups. resplit: ignore the split the
-    folders ship with (e.g. after a group_leak finding) and split again.
+    folders ship with (e.g. after a group_leak finding) and split again. pairs: the confirmed
+    copy pairs when already known (core.data.copy_check); found here when not given.
 
     * Unreadable rows get split "" (left out).
     * Splits already present (a train/val folder layout) are kept; when there is train but no
@@ -50,7 +52,7 @@ def assign_splits(df: pd.DataFrame, val_fraction: float = 0.2, test_fraction: fl
     test = 0.0 if existing else test_fraction
     patient = groups.reindex(out.index) if groups is not None else None
     out.loc[pool, "split"] = _split_rows(out[pool], val_fraction, test, seed,
-                                         patient[pool] if patient is not None else None)
+                                         patient[pool] if patient is not None else None, pairs)
     logger.info("split %s", out.loc[readable, "split"].value_counts().to_dict())
     return out
 
@@ -60,10 +62,12 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
         raise DataError(Msg("err.split.fractions", val=f"{val_fraction:g}", test=f"{test_fraction:g}"))
 
 
-def split_groups(rows: pd.DataFrame, patient: pd.Series | None = None) -> pd.Series:
-    """One id per row: the union of the copy groups (validate.duplicate_groups) and the patient
-    groups (a named group joins all its photos; "" joins nothing). Used by splits and folds."""
-    copies = duplicate_groups(rows)
+def split_groups(rows: pd.DataFrame, patient: pd.Series | None = None,
+                 pairs: pd.DataFrame | None = None) -> pd.Series:
+    """One id per row: the union of the copy groups (validate.duplicate_groups, from `pairs`
+    when given) and the patient groups (a named group joins all its photos; "" joins nothing).
+    Used by splits and folds."""
+    copies = duplicate_groups(rows, pairs=pairs)
     if patient is None or not (patient.reindex(rows.index).fillna("") != "").any():
         return copies
     n = len(rows)
@@ -81,9 +85,9 @@ def split_groups(rows: pd.DataFrame, patient: pd.Series | None = None) -> pd.Ser
 
 
 def _split_rows(rows: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int,
-                patient: pd.Series | None = None) -> pd.Series:
+                patient: pd.Series | None = None, pairs: pd.DataFrame | None = None) -> pd.Series:
     """Split per row; groups are shuffled per class (the class of a group = its most common label)."""
-    groups = split_groups(rows, patient)
+    groups = split_groups(rows, patient, pairs)
     table = pd.DataFrame({"group": groups, "label": rows["label"], "path": rows["path"]})
     by_group = table.groupby("group")
     label = by_group["label"].first()

@@ -38,14 +38,17 @@ def drop_files(df: pd.DataFrame, files) -> pd.DataFrame:
 # ---------------------------------------------------------------- duplicate groups
 
 
-def duplicate_groups(df: pd.DataFrame, max_distance: int | None = None) -> pd.Series:
+def duplicate_groups(df: pd.DataFrame, max_distance: int | None = None,
+                     pairs: pd.DataFrame | None = None) -> pd.Series:
     """Group id per row, from CONFIRMED copy pairs (core.data.copies): rows joined by a chain
     of confirmed pairs share one group, so the split keeps them on one side. Unreadable rows
-    each get their own group. `max_distance` is accepted for old callers and ignored: pHash
-    distance alone no longer decides what a copy is."""
+    each get their own group. `pairs`: the pairs already found (a background copy check);
+    pairs naming photos not in df are ignored. `max_distance` is accepted for old callers and
+    ignored: pHash distance alone no longer decides what a copy is."""
     positions = pd.Series(np.arange(len(df)), index=df["path"].astype(str).to_numpy())
     positions = positions[~positions.index.duplicated()]
-    pairs = copies.find_pairs(df)
+    if pairs is None:
+        pairs = copies.find_pairs(df)
     edges = np.stack([positions.reindex(pairs["file_a"]).to_numpy(), positions.reindex(pairs["file_b"]).to_numpy()],
                      axis=1) if len(pairs) else np.empty((0, 2))
     edges = edges[~np.isnan(edges).any(axis=1)].astype(np.int64) if len(edges) else np.empty((0, 2), np.int64)
