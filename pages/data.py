@@ -17,9 +17,12 @@ frame()
 page_header("data.title", "data.purpose")
 project = require_project()
 has_source = bool(project.get("data_path"))
+with guard("read"):  # a large source being read in the background: its bar on top, then its photos
+    data_ops.pending_read_section(project)
+reading = bool(project.get("pending_read"))
 
 # ---- 1. where the photos come from -----------------------------------------------------------
-with st.expander(t("data.source_title"), expanded=not has_source, icon=":material/upload:"):
+with st.expander(t("data.source_title"), expanded=not has_source and not reading, icon=":material/upload:"):
     tab_zip, tab_classes, tab_folder = st.tabs([t("data.tab_zip"), t("data.tab_classes"), t("data.tab_folder")])
     with tab_zip:
         st.caption(t("data.zip_help"))
@@ -71,13 +74,12 @@ with st.expander(t("data.source_title"), expanded=not has_source, icon=":materia
 # ---- unsorted photos and the camera (issue 10): into a class or into the Label page's pool -------
 from ui.camera import unsorted_section  # noqa: E402
 
-unsorted_section(project, "data", expanded=not has_source)
+unsorted_section(project, "data", expanded=not has_source and not reading)
 
-with guard("read"):  # a large source being read in the background: its bar, then its photos
-    data_ops.pending_read_section(project)
 
 if not has_source:
-    st.info(t("data.no_source"), icon=":material/info:")
+    if not reading:  # while the first photos are read, the bar above says what happens
+        st.info(t("data.no_source"), icon=":material/info:")
     st.stop()
 
 # ---- 2. read the photos once (sample projects start here) --------------------------------------

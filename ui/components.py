@@ -131,9 +131,11 @@ def require_project() -> dict[str, Any]:
 
 def require_data(project: dict[str, Any]):
     """The project's file table (read once from its source if needed), or a pointer to Data and stop."""
-    if project.get("data_path") and not state.files_table_path(project).exists():
-        from ui import data_ops
+    from ui import data_ops
 
+    if project.get("data_path") and not state.files_table_path(project).exists() \
+            and not project.get("pending_read") and not data_ops.read_failed(project):
+        # a large set is read in the background (the Data page shows its bar): then no table yet
         with guard("read source"):
             data_ops.read_source(project, project["data_path"], (project.get("source") or {}).get("kind") or "folder")
     df = state.load_files_table(project)

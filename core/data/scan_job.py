@@ -92,12 +92,14 @@ def _worker(folder: Path) -> int:
     def checked(done_bytes: int, total_bytes: int) -> None:  # the zip's SHA-1, before anything is unpacked
         report(task="zip_check", done=done_bytes, total=total_bytes, progress=0.1 * done_bytes / max(total_bytes, 1))
 
+    zipped = str(request["source"]).lower().endswith(".zip")  # a folder's bar is all reading
+
     def unpacked(done: int, total: int, done_bytes: int, total_bytes: int) -> None:
         report(final=done == total, task="unzip", done=done, total=total, done_bytes=done_bytes,
                total_bytes=total_bytes, progress=0.1 + 0.4 * done / max(total, 1))
 
     def read(done: int, total: int) -> None:
-        report(final=done == total, task="read", done=done, total=total, progress=0.5 + 0.45 * done / max(total, 1))
+        report(final=done == total, task="read", done=done, total=total, progress=(0.5 if zipped else 0.0) + (0.45 if zipped else 0.95) * done / max(total, 1))
 
     started = time.perf_counter()
     try:
