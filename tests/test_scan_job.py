@@ -161,3 +161,28 @@ def test_a_large_corrupt_zip_fails_in_the_background_and_the_project_keeps_its_p
     assert not Path(pending["source"]).exists()  # the rejected upload is not kept
     at.run()
     assert at.error and "clinic.zip" in at.error[0].value  # still said after another rerun
+
+
+@pytest.mark.usefixtures("navigation_like_a_running_server")
+def test_a_finished_read_whose_table_is_gone_is_said_and_not_adopted(make_dataset, held_reads):
+    from ui import state
+
+    old = make_dataset(("red", "green"), n=5, name="old")
+    new = make_dataset(("ants", "bees"), n=6, name="new")
+    project = state.new_project("Farm", data_path=str(old), source_kind="folder", language="en")
+    at = _data_page(project)
+    held_reads()
+    _wait(Path(state.load_project(project["id"])["pending_read"]["job"]))
+    at.run()
+    at.text_input(key="data_folder_path").input(str(new)).run()
+    at.button(key="data_folder_use").click().run()
+    pending = state.load_project(project["id"])["pending_read"]
+    held_reads()
+    assert _wait(Path(pending["job"]))["state"] == "done"
+    scan_job.result(pending["job"])[0].unlink()  # e.g. the workspace tidied by hand meanwhile
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("stopped unexpectedly" in e.value for e in at.error), [e.value for e in at.error]
+    saved = state.load_project(project["id"])
+    assert saved.get("pending_read") is None and Path(saved["data_path"]) == old.resolve()
+    assert _photos(at) == "10"

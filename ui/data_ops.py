@@ -218,7 +218,18 @@ def pending_read_section(project: dict[str, Any]) -> None:
         _poll_read(project)
         return
     if job["state"] == "done":
-        table, attrs = scan_job.result(pending["job"])
+        try:
+            table, attrs = scan_job.result(pending["job"])
+            if not table.is_file():
+                raise FileNotFoundError(str(table))
+        except (OSError, ValueError) as exc:  # its folder removed or damaged meanwhile: said as a failed read
+            log.warning("the background read in %s left no usable table (%s)", pending["job"], exc)
+            from core.background import LOG_FILE
+            from core.i18n import Msg
+
+            message = Msg("job.died", log=str(Path(pending["job"]) / LOG_FILE))
+            job = {"state": "failed", "message": str(message), "message_i18n": message.to_json()}
+    if job["state"] == "done":
         project.update(data_path=str(attrs.get("root") or job.get("root")),
                        source={"kind": pending["kind"], "path": pending["source"]}, excluded=[], copy_decisions={})
         state.adopt_files_table(project, table, attrs, pending_read=None)
