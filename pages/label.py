@@ -11,7 +11,7 @@ import streamlit as st
 from core.errors import LatihError
 from ui import camera, labelling, state
 from ui.components import frame, next_step, page_header, require_project
-from ui.i18n import t
+from ui.i18n import num, t
 from ui.media import thumbnail
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,11 @@ n_labelled = sum(1 for p in readable["path"] if p in current.labels)
 
 # ---- progress and counts ------------------------------------------------------------------------
 top = st.columns([1, 1, 1, 1])
-top[0].metric(t("label.n_photos"), len(readable))
-top[1].metric(t("label.n_labelled"), n_labelled)
-top[2].metric(t("label.n_left"), len(todo))
+top[0].metric(t("label.n_photos"), num(f"{len(readable):,}"))
+top[1].metric(t("label.n_labelled"), num(f"{n_labelled:,}"))
+top[2].metric(t("label.n_left"), num(f"{len(todo):,}"))
 cv = (found or {}).get("cv")
-top[3].metric(t("label.cv_accuracy"), f"{cv['accuracy']:.0%}" if cv else "–", help=t("label.cv_help"))
+top[3].metric(t("label.cv_accuracy"), num(f"{cv['accuracy']:.0%}") if cv else "–", help=t("label.cv_help"))
 st.progress(n_labelled / max(len(readable), 1), text=t("label.progress", done=n_labelled, total=len(readable)))
 if unreadable:
     st.warning(t("label.unreadable", n=unreadable), icon=":material/warning:")

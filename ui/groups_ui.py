@@ -11,7 +11,7 @@ import streamlit as st
 
 from ui import state
 from ui.components import guard
-from ui.i18n import say, t
+from ui.i18n import num, say, t
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,9 @@ def groups_section(project: dict[str, Any], df: pd.DataFrame) -> None:
         shown = _preview(project, df, new_spec) if new_spec else None
     if shown is not None:
         cols = st.columns(3)
-        cols[0].metric(t("groups.n_groups"), f"{shown.n_groups:,}")
-        cols[1].metric(t("groups.n_grouped"), f"{shown.n_grouped:,}")
-        cols[2].metric(t("groups.n_alone"), f"{shown.n_alone:,}")
+        cols[0].metric(t("groups.n_groups"), num(f"{shown.n_groups:,}"))
+        cols[1].metric(t("groups.n_grouped"), num(f"{shown.n_grouped:,}"))
+        cols[2].metric(t("groups.n_alone"), num(f"{shown.n_alone:,}"))
         if shown.examples:
             st.dataframe(pd.DataFrame({t("groups.col_group"): [g for g, _ in shown.examples],
                                        t("groups.col_files"): [", ".join(files) for _, files in shown.examples]}),
