@@ -58,11 +58,16 @@ def reading_progress(run_dir: Path, interval_s: float = 0.5) -> Callable[[int, i
 
 def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
     """Scan, check (errors stop training), split (saved as splits.csv)."""
+    from core.data.copies import find_pairs
     from core.data.scan import scan
     from core.data.split import assign_splits
     from core.data.validate import check_dataset
 
     df = scan(config.data_path, workspace=workspace, progress=reading_progress(run_dir))
+    # Copies among ALL the photos, left-out ones included, as the Data page finds them: the
+    # pairs come from the cache when its copy check already ran (a minute at 50,000 photos);
+    # pairs naming a left-out photo drop out below.
+    pairs = find_pairs(df[df["readable"].astype(bool)], workspace=workspace)
     if config.exclude:
         left_out = df["path"].isin(set(config.exclude))
         log.info("leaving out %d photos listed in the config's exclude (%d listed)", int(left_out.sum()),
@@ -72,7 +77,9 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
         attrs = dict(df.attrs)
         df = df[~left_out].reset_index(drop=True)
         df.attrs = attrs
-    findings = check_dataset(df)
+        gone = set(config.exclude)
+        pairs = pairs[~pairs["file_a"].isin(gone) & ~pairs["file_b"].isin(gone)].reset_index(drop=True)
+    findings = check_dataset(df, pairs=pairs)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise DataError(Msg("err.prepare.more", first=errors[0].message, n=str(len(errors) - 1)) if len(errors) > 1
@@ -92,7 +99,7 @@ def prepare_data(config: TrainConfig, workspace, run_dir: Path) -> PreparedData:
         df = assign_fold(df, config.cv_fold, config.seed, groups=groups)
     else:
         df = assign_splits(df, config.val_fraction, config.test_fraction, config.seed, groups=groups,
-                           resplit=config.resplit)
+                           resplit=config.resplit, pairs=pairs)
     df.to_csv(run_dir / runs.SPLITS_FILE, index=False)
     usable = df[df["readable"].astype(bool) & (df["split"] != "")]
     class_names = sorted(usable["label"].unique())

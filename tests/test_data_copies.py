@@ -280,3 +280,46 @@ def test_similarity_in_small_blocks_of_left_photos_gives_the_same_scores(monkeyp
     assert (whole[:6] >= copies.CONFIRM_SIMILARITY).all(), whole[:6]
     distinct = [k for k, (a, b) in enumerate(pairs) if a % 6 != b % 6]
     assert distinct and (whole[distinct] < copies.CONFIRM_SIMILARITY).all()
+
+
+def _no_new_work(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pairs were found again instead of read from the cache")
+
+    monkeypatch.setattr(copies, "candidate_pairs", refuse)
+
+
+def test_pairs_found_once_are_read_from_the_workspace_cache_until_a_photo_changes(make_dataset, monkeypatch):
+    root = make_dataset(("red", "green"), n=10, size=128)
+    near_copy(root / "red" / "red_003.png", root / "green" / "looks_red.jpg")
+    df = scan(root)
+    first = copies.find_pairs(df)
+    assert len(first) == 1
+    copies._MEMO.clear()  # a new process: only the cache on disk is left
+    with monkeypatch.context() as patched:
+        _no_new_work(patched)
+        again = copies.find_pairs(df)
+    assert again.values.tolist() == first.values.tolist()
+    near_copy(root / "green" / "green_002.png", root / "green" / "looks_red.jpg")  # other bytes, same name
+    copies._MEMO.clear()
+    changed = copies.find_pairs(scan(root))
+    assert changed["file_b"].tolist() != first["file_b"].tolist() or \
+        changed["file_a"].tolist() != first["file_a"].tolist()
+
+
+def test_the_training_run_takes_the_pairs_the_data_page_found(make_dataset, tmp_path, monkeypatch):
+    from core.prepare import prepare_data
+
+    root = make_dataset(("red", "green"), n=10, size=128)
+    shutil.copy(root / "green" / "green_004.png", root / "green" / "green_again.png")
+    df = scan(root)
+    pairs = copies.find_pairs(df[df["readable"]])  # what the Data page's copy check runs
+    assert len(pairs) == 1
+    copies._MEMO.clear()
+    _no_new_work(monkeypatch)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    prepared = prepare_data(TrainConfig(data_path=str(root)), None, run_dir)
+    where = {row["path"]: split for split, frame in prepared.frames.items() for _, row in frame.iterrows()}
+    a, b = str(root / "green" / "green_004.png"), str(root / "green" / "green_again.png")
+    assert where[a] == where[b]  # the copies stay on one side of the split

@@ -16,7 +16,10 @@ the number of pairs:
    backgrounds that made distinct photos look alike to pHash. The thresholds were tuned with
    bench/bench_duplicates.py on the shared sets. The similarity reported is the lower score.
 
-Thumbnails (both sizes, core/data/thumbs.py) are cached by sha1 in `<workspace>/cache/thumbs.sqlite`.
+Thumbnails (both sizes, core/data/thumbs.py) are cached by sha1 in `<workspace>/cache/thumbs.sqlite`,
+and the confirmed pairs of a set of photos (keyed by every path, sha1, class and split and the
+settings) in `<workspace>/cache/pairs.sqlite` (PairsCache): the Data page's check, the training
+run's and `latih data check` of the same photos pay for them once.
 `find_pairs(df)` returns one row per confirmed pair (PAIR_COLUMNS); nothing here chains pairs
 into groups except `group_ids`, which the split uses to keep copies on one side.
 """
@@ -31,7 +34,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.data.cachedb import CacheDB
 from core.data.thumbs import FINE, THUMB, thumbnails
+from core.workspace import workspace_dir
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +277,53 @@ def confirm(thumbs: np.ndarray, fine_thumbs, pairs: np.ndarray, progress=None) -
 
 _MEMO: OrderedDict = OrderedDict()
 MEMO_SIZE = 4
+PAIRS_CACHE_VERSION = 1  # bump when the candidates or the confirmation change: cached pairs are then stale
+
+
+def _settings(workspace) -> str:
+    """Everything besides the photos that decides which pairs are found (part of the cache key)."""
+    return "/".join(map(str, (PAIRS_CACHE_VERSION, CONFIRM_SIMILARITY, FINE_SIMILARITY, K_LAYOUT,
+                              PHASH_CANDIDATE_BITS, ZOOMS, ANGLES, sorted(BANDS.items()), DISC_SHARE,
+                              MAX_IDENTICAL_GROUP, workspace_dir(workspace))))
+
+
+def read_pairs_csv(source) -> pd.DataFrame:
+    """A pair table written with to_csv read back as find_pairs returns it (names stay text, "NA" too)."""
+    pairs = pd.read_csv(source, keep_default_na=False, dtype=str)
+    if pairs.empty and not len(pairs.columns):
+        return pd.DataFrame(columns=PAIR_COLUMNS)
+    pairs["similarity"] = pd.to_numeric(pairs["similarity"])
+    return pairs.reindex(columns=PAIR_COLUMNS)
+
+
+class PairsCache(CacheDB):
+    """sqlite table key -> the confirmed pairs as CSV, in `<workspace>/cache/pairs.sqlite`. The key
+    digests every photo's path, sha1, class and split and the settings, so the Data page's copy
+    check, the training run's check and `latih data check` of the same photos find the pairs
+    once (at 50,000 photos that is about a minute on 2 cores). Only a speed-up: a broken cache
+    is logged and skipped (core.data.cachedb)."""
+
+    def __init__(self, workspace=None):
+        super().__init__("pairs.sqlite", "CREATE TABLE IF NOT EXISTS pairs (key TEXT PRIMARY KEY, csv BLOB)",
+                         workspace)
+
+    def lookup(self, key: str) -> pd.DataFrame | None:
+        import io
+
+        with self.use("read") as db:
+            row = db.execute("SELECT csv FROM pairs WHERE key = ?", (key,)).fetchone() if db is not None else None
+        if row is None:
+            return None
+        try:
+            return read_pairs_csv(io.BytesIO(row[0]))
+        except (ValueError, KeyError, pd.errors.ParserError) as exc:
+            logger.warning("cached copy pairs %s unreadable (%s): finding them again", key[:12], exc)
+            return None
+
+    def store(self, key: str, pairs: pd.DataFrame) -> None:
+        with self.use("written") as db:
+            if db is not None:
+                db.execute("INSERT OR REPLACE INTO pairs VALUES (?, ?)", (key, pairs.to_csv(index=False).encode()))
 
 
 def _memo_key(df: pd.DataFrame, settings: str) -> str:
@@ -290,11 +342,17 @@ def find_pairs(df: pd.DataFrame, workspace=None, progress=None) -> pd.DataFrame:
     "across_splits" (same class, different split) or "within_class". `progress(task, done,
     total)` is called with task "thumbnails" and "compare".
     """
-    key = _memo_key(df, f"{CONFIRM_SIMILARITY}/{FINE_SIMILARITY}/{workspace}")
+    rows = df[df["readable"].astype(bool)].reset_index(drop=True) if "readable" in df.columns else df.reset_index(drop=True)
+    key = _memo_key(rows, _settings(workspace))
     if key in _MEMO:
         _MEMO.move_to_end(key)
         return _MEMO[key].copy()
-    rows = df[df["readable"].astype(bool)].reset_index(drop=True) if "readable" in df.columns else df.reset_index(drop=True)
+    cache = PairsCache(workspace)
+    cached = cache.lookup(key)
+    if cached is not None:
+        logger.info("copies: %d photos, %d pairs from the cache", len(rows), len(cached))
+        _remember(key, cached)
+        return cached.copy()
     identical = sha1_pairs(rows["sha1"].astype(str))
     thumbs, ok = thumbnails(rows, workspace, progress=(lambda d, n: progress("thumbnails", d, n)) if progress else None)
     candidates = candidate_pairs(rows, thumbs, ok)
@@ -311,10 +369,15 @@ def find_pairs(df: pd.DataFrame, workspace=None, progress=None) -> pd.DataFrame:
     table = pd.concat([_pair_table(rows, identical, np.ones(len(identical)), "identical"),
                        _pair_table(rows, near, scores[confirmed], "near")], ignore_index=True)
     table = table.sort_values(["similarity", "file_a", "file_b"], ascending=[False, True, True], ignore_index=True)
+    cache.store(key, table)
+    _remember(key, table)
+    return table.copy()
+
+
+def _remember(key: str, table: pd.DataFrame) -> None:
     _MEMO[key] = table
     while len(_MEMO) > MEMO_SIZE:
         _MEMO.popitem(last=False)
-    return table.copy()
 
 
 def _pair_table(rows: pd.DataFrame, pairs: np.ndarray, scores, kind: str) -> pd.DataFrame:

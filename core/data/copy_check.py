@@ -73,11 +73,9 @@ def read_job(folder: str | os.PathLike) -> dict:
 
 def read_pairs(folder: str | os.PathLike) -> pd.DataFrame:
     """The confirmed pairs a finished check wrote (PAIR_COLUMNS; names stay text, "NA" included)."""
-    from core.data.copies import PAIR_COLUMNS
+    from core.data.copies import read_pairs_csv
 
-    pairs = pd.read_csv(Path(folder) / PAIRS_FILE, keep_default_na=False, dtype=str)
-    pairs["similarity"] = pd.to_numeric(pairs["similarity"])
-    return pairs.reindex(columns=PAIR_COLUMNS)
+    return read_pairs_csv(Path(folder) / PAIRS_FILE)
 
 
 def _forget_older_checks(folder: Path) -> None:
