@@ -234,19 +234,27 @@ def _memory_mb(peak_mb: float, start_mb: float, dev: torch.device) -> float:
     return round(max(peak_mb - start_mb, 0.0) + min(start_mb, RUNTIME_MB), 1)
 
 
+SAVE_REPEATS = 3  # weight writes timed for save_s (their median)
+
+
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
 
 def _save_seconds(model: torch.nn.Module) -> float:
-    """Seconds to write the weights once (training writes the best and the last each epoch)."""
+    """Seconds to write the weights once (training writes the best and the last each epoch):
+    the median of SAVE_REPEATS writes, so that one write stalled behind the disk's other work
+    (seen in CI: 1.1 s where a write takes a few hundredths) does not set every epoch's figure."""
     from core.callbacks import save_weights
 
+    times = []
     with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        save_weights(model, Path(folder) / "model.safetensors")
-        return time.perf_counter() - started
+        for k in range(SAVE_REPEATS):
+            started = time.perf_counter()
+            save_weights(model, Path(folder) / f"model-{k}.safetensors")
+            times.append(time.perf_counter() - started)
+    return float(sorted(times)[len(times) // 2])
 
 
 def speed(backbone: str, image_size: int | None = None, batch_size: int = 32, mode: str = "forward",

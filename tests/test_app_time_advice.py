@@ -42,7 +42,9 @@ def test_model_page_says_rough_until_measured_then_the_measured_times(make_datas
     from ui import state
     from ui.model_info import build_config
 
-    project = state.new_project("Speed", data_path=str(make_dataset(("a", "b"), n=10, size=(96, 80))),
+    # 120 photos: enough that training photos, not the weight writes of 15 head epochs, decide
+    # which strategy costs more (with 20, a head epoch's two writes could outweigh 4 tuned epochs)
+    project = state.new_project("Speed", data_path=str(make_dataset(("a", "b"), n=60, size=(96, 80))),
                                 source_kind="folder", language="en")
     state.change_fields(project, {"settings/image_size": SIZE, "settings/batch_size": BATCH})
     at = _model_page(project["id"])
@@ -65,7 +67,7 @@ def test_model_page_says_rough_until_measured_then_the_measured_times(make_datas
     assert headline, text
     shown = re.search(r"feature extraction takes about (.+?) and full fine-tuning about (.+?) \(4 epochs\)", headline[0])
     assert shown, headline[0]
-    # as the estimate says, full costs more here; on 20 tiny photos both may round to the same shown second
+    # as the estimate says, full costs more here (both may round to the same shown second)
     assert _seconds(shown.group(2)) >= _seconds(shown.group(1))
     assert EN["advice_time.no_probe"] in headline[0]  # no photo probe yet: says how to know
     assert EN["advice_time.card"].split("{")[0].strip() in text  # the cards show this computer's time
