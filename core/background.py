@@ -3,9 +3,10 @@ reload, a closed tab), and the page only polls the folder the task writes its st
 
     pid = launch(folder, "core.estimate", "estimate.log")   # python -m core.estimate <folder>
 
-The estimate and the fine-tuned cross-validation start this way. The Data page's two jobs, the
-copy check (core.data.copy_check) and reading a photo source (core.data.scan_job), also share
-their folder's status file, their "died" detection and their failure messages from here:
+Four jobs run this way and share their folder's status file, their "died" detection and their
+failure messages from here: the estimate (core.estimate), the fine-tuned cross-validation
+(core.fine_tune_cv), and the Data page's copy check (core.data.copy_check) and reading of a photo
+source (core.data.scan_job):
 
     begin(folder, "core.data.scan_job", request)   # request.json, job.json "running", the process
     read_status(folder)                            # {"state": "none" | "running" | "done" | "failed", ...}
@@ -97,10 +98,11 @@ class Reporter:
         write_json_atomic(self.path, {**self.base, **fields})
 
 
-def finish(folder: str | os.PathLike, **fields) -> None:
-    """The worker's last word when it succeeded: state done, its peak memory, and `fields`."""
+def finish(folder: str | os.PathLike, state: str = "done", **fields) -> None:
+    """The worker's last word when it succeeded: its state (done, or stopped when the user asked),
+    its peak memory, and `fields`."""
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    write_json_atomic(Path(folder) / STATUS_FILE, {"state": "done", "progress": 1.0, "peak_mb": round(peak_mb),
+    write_json_atomic(Path(folder) / STATUS_FILE, {"state": state, "progress": 1.0, "peak_mb": round(peak_mb),
                                                    **fields})
 
 
@@ -111,8 +113,8 @@ def fail(folder: str | os.PathLike, exc: BaseException) -> int:
     from core.errors import LatihError, os_message
 
     folder = Path(folder)
-    if isinstance(exc, LatihError) and exc.args and isinstance(exc.args[0], Msg):
-        message, code = exc.args[0], 2
+    if isinstance(exc, LatihError):  # the engine's own words (a Msg), or an older plain line
+        message, code = (exc.args[0] if exc.args and isinstance(exc.args[0], Msg) else str(exc)), 2
     elif isinstance(exc, OSError):
         message, code = os_message(exc), 2
     else:

@@ -4,7 +4,7 @@ to a minute once the features exist; the first time it also pays one forward pas
 
     result = estimate(data_path, groups="eye-pair")     # dict, also what `latih estimate --json` prints
     job = start(data_path, groups, workspace)           # the same in a background process (the app)
-    read_job(job)                                        # {"state", "message", "progress", "result"}
+    read_job(job)                                        # {"state", "task", "progress", "result"} (core.background)
 
 A fine-tuned cross-validation costs one full training per fold: `estimate` states that cost
 (from core.cost.estimate_cost) rather than running it.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from core import runs
+from core import background, runs
 from core.config import DEFAULT_BACKBONE
 from core.errors import DataError
 from core.jsonfile import read_json, write_json_atomic
@@ -29,9 +28,9 @@ from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = runs.STATUS_FILE  # an estimate job keeps its state the way a run does
 RESULT_FILE = "estimate.json"
-REQUEST_FILE = "request.json"
+OLD_STATUS_FILE = runs.STATUS_FILE  # an estimate kept its state under a run's file name before core.background (still read)
+FINISHED_STATES = ("done", "stopped", "failed")
 
 
 def estimate(data_path: str, groups: str = "", backbone: str = DEFAULT_BACKBONE, n_splits: int = 5,
@@ -137,77 +136,51 @@ def job_dir(data_path: str, groups: str = "", workspace=None) -> Path:
 
 
 def start(data_path: str, groups: str = "", workspace=None, n_splits: int = 5, n_repeats: int = 3) -> Path:
-    """Run `estimate` in a background process; returns its folder (poll with read_job)."""
+    """Run `estimate` in a background process (core.background); returns its folder (poll with read_job)."""
     folder = job_dir(data_path, groups, workspace)
-    folder.mkdir(parents=True, exist_ok=True)
-    current = read_job(folder)
-    if current["state"] == "running":
+    if read_job(folder)["state"] == "running":
         return folder
-    write_json_atomic(folder / REQUEST_FILE, {"data_path": str(data_path), "groups": groups, "n_splits": n_splits,
-                                   "n_repeats": n_repeats, "workspace": str(workspace) if workspace else None})
-    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "started": time.time()})
-    (folder / RESULT_FILE).unlink(missing_ok=True)
-    pid = launch(folder, "core.estimate")
-    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "started": time.time()})
-    log.info("estimate started in %s (pid %d)", folder, pid)
+    forget_result(folder)
+    background.begin(folder, "core.estimate", {"data_path": str(data_path), "groups": groups, "n_splits": n_splits,
+                                               "n_repeats": n_repeats,
+                                               "workspace": str(workspace) if workspace else None})
     return folder
 
 
-def launch(folder: Path, module: str) -> int:
-    """`python -m module folder` as a detached process (core.background.launch), logging to
-    folder/estimate.log; returns its pid. The estimate and the fine-tune CV share it."""
-    from core.background import launch as launch_detached
-
-    return launch_detached(folder, module, "estimate.log")
-
-
 def read_job(folder: Path) -> dict:
+    """An estimate's (or a fine-tuned cross-validation's) status (core.background.read_status),
+    with its result once it is done or stopped."""
     folder = Path(folder)
-    status = read_json(folder / STATUS_FILE) or {"state": "none", "message": ""}
-    if status.get("state") == "running" and status.get("pid") and not _alive(int(status["pid"])):
-        status = {"state": "failed", "message": "the estimate stopped unexpectedly; see estimate.log"}
-    status["result"] = read_json(folder / RESULT_FILE) if status.get("state") == "done" else None
+    status = background.read_status(folder)
+    if status["state"] == "none":  # finished before the jobs shared core.background: keep its result
+        old = read_json(folder / OLD_STATUS_FILE) or {}
+        status = old if old.get("state") in FINISHED_STATES else status
+    status["result"] = read_json(folder / RESULT_FILE) if status.get("state") in ("done", "stopped") else None
     return status
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped: that is not alive
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+def forget_result(folder: Path) -> None:
+    """Before a new start: the result and status a previous job left."""
+    for name in (RESULT_FILE, OLD_STATUS_FILE):
+        (Path(folder) / name).unlink(missing_ok=True)
 
 
 def _worker(folder: Path) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    request = read_json(folder / REQUEST_FILE) or {}
-    status_path = folder / STATUS_FILE
+    request = background.request(folder)
+    report = background.Reporter(folder)
 
     def progress(task: str, done: int, total: int) -> None:
-        write_json_atomic(status_path, {"state": "running", "message": f"{task}: {done}/{total}", "pid": os.getpid(),
-                             "progress": done / max(total, 1), "task": task})
-
-    from core.errors import LatihError
+        report(final=done >= total, task=task, done=done, total=total, progress=done / max(total, 1))
 
     try:
         result = estimate(request["data_path"], request.get("groups", ""), n_splits=request.get("n_splits", 5),
                           n_repeats=request.get("n_repeats", 3), workspace=request.get("workspace"),
                           progress=progress)
-    except LatihError as exc:
-        write_json_atomic(status_path, {"state": "failed", "message": str(exc)})
-        return 2
-    except Exception as exc:  # a bug: the traceback goes to estimate.log, the page gets one line
-        log.exception("estimate failed")
-        write_json_atomic(status_path, {"state": "failed", "message": f"the estimate failed ({type(exc).__name__}); see estimate.log"})
-        return 1
-    write_json_atomic(folder / RESULT_FILE, result)
-    write_json_atomic(status_path, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
+        write_json_atomic(folder / RESULT_FILE, result)
+    except Exception as exc:  # said on the page (core.background.fail); a bug's traceback goes to the log
+        return background.fail(folder, exc)
+    background.finish(folder, seconds=round(result["seconds"]["total"], 1))
     return 0
 
 

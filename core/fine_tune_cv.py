@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable
 
 import numpy as np
 
+from core import background
 from core.config import TrainConfig
 from core.errors import DataError, LatihError
 from core.i18n import Msg
@@ -145,22 +145,18 @@ def job_dir(data_path: str, groups: str = "", strategy: str = "full", workspace=
 
 
 def start(config: TrainConfig, n_splits: int = 5, n_repeats: int = 3, workspace=None) -> Path:
-    """Run fine_tune_cv in a background process; poll the folder with core.estimate.read_job."""
-    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE, launch, read_job
-    from core.jsonfile import write_json_atomic
+    """Run fine_tune_cv in a background process (core.background); poll the folder with
+    core.estimate.read_job."""
+    from core.estimate import forget_result, read_job
 
     folder = _default_folder(config, workspace)
-    folder.mkdir(parents=True, exist_ok=True)
     if read_job(folder)["state"] == "running":
         return folder
+    forget_result(folder)
     (folder / "STOP").unlink(missing_ok=True)
-    (folder / RESULT_FILE).unlink(missing_ok=True)
-    write_json_atomic(folder / REQUEST_FILE, {"config": config.to_dict(), "n_splits": n_splits, "n_repeats": n_repeats,
-                                   "workspace": str(workspace) if workspace else None})
-    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": None, "task": "start"})
-    pid = launch(folder, "core.fine_tune_cv")
-    write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": "starting", "pid": pid, "task": "start"})
-    log.info("fine-tuned cross-validation started in %s (pid %d)", folder, pid)
+    background.begin(folder, "core.fine_tune_cv", {"config": config.to_dict(), "n_splits": n_splits,
+                                                   "n_repeats": n_repeats,
+                                                   "workspace": str(workspace) if workspace else None})
     return folder
 
 
@@ -174,35 +170,25 @@ def stop(folder) -> None:
 
 
 def _worker(folder: Path) -> int:
-    from core.estimate import REQUEST_FILE, RESULT_FILE, STATUS_FILE
-    from core.jsonfile import read_json, write_json_atomic
+    from core.estimate import RESULT_FILE
+    from core.jsonfile import write_json_atomic
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    request = read_json(folder / REQUEST_FILE) or {}
+    request = background.request(folder)
+    report = background.Reporter(folder)
 
-    def progress(done: int, total: int) -> None:
-        write_json_atomic(folder / STATUS_FILE, {"state": "running", "message": f"fold {min(done + 1, total)} of {total}",
-                                      "pid": os.getpid(), "progress": done / max(total, 1), "task": "fine_tune",
-                                      "fold": min(done + 1, total), "folds": total})
+    def progress(done: int, total: int) -> None:  # once per fold: each one is said
+        report(final=True, task="fine_tune", progress=done / max(total, 1), fold=min(done + 1, total), folds=total)
 
     try:
         config = TrainConfig.from_dict(request["config"])
         result = fine_tune_cv(config, request.get("n_splits", 5), request.get("n_repeats", 3),
                               request.get("workspace"), folder, progress, lambda: (folder / "STOP").exists())
-    except LatihError as exc:
-        write_json_atomic(folder / STATUS_FILE, {"state": "failed", "message": str(exc)})
-        return 2
-    except Exception as exc:  # a bug: the traceback goes to estimate.log, the page gets one line
-        log.exception("fine-tuned cross-validation failed")
-        write_json_atomic(folder / STATUS_FILE, {"state": "failed",
-                                      "message": f"the cross-validation failed ({type(exc).__name__}); see estimate.log"})
-        return 1
-    write_json_atomic(folder / RESULT_FILE, result)
-    if result["status"] == "stopped":
-        write_json_atomic(folder / STATUS_FILE, {"state": "stopped", "message": f"stopped after {result['folds_done']} of "
-                                                                     f"{result['folds_total']} folds"})
-    else:
-        write_json_atomic(folder / STATUS_FILE, {"state": "done", "message": f"finished in {result['seconds']['total']:.0f} s"})
+        write_json_atomic(folder / RESULT_FILE, result)
+    except Exception as exc:  # said on the page (core.background.fail); a bug's traceback goes to the log
+        return background.fail(folder, exc)
+    background.finish(folder, state="stopped" if result["status"] == "stopped" else "done",
+                      folds_done=result["folds_done"], folds_total=result["folds_total"])
     return 0
 
 

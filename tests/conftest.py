@@ -103,6 +103,23 @@ def navigation_like_a_running_server(request, monkeypatch):
     monkeypatch.setattr(PagesManager, "__init__", init)
 
 
+def wait_for_job(folder, states=("done", "failed"), wait_s: float = 120, read=None) -> dict:
+    """Poll a background job's folder (core.background; `read`: the job's own reader, e.g.
+    core.estimate.read_job which adds the result) until it reaches one of `states`."""
+    import time
+
+    from core.background import read_status
+
+    read = read or read_status
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        job = read(folder)
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"the job in {folder} is still {read(folder)} after {wait_s} s")
+
+
 @pytest.fixture
 def held_jobs(monkeypatch):
     """Background jobs (core.background.launch: the copy check, a background read) are real

@@ -57,7 +57,8 @@ def test_shipped_split_that_leaks_a_patient_offers_a_resplit(tmp_path):
 def test_model_page_preselects_the_strategy_the_photos_call_for(tmp_path, workspace):
     import json
 
-    from core.estimate import RESULT_FILE, STATUS_FILE, estimate, job_dir
+    from core.background import STATUS_FILE
+    from core.estimate import RESULT_FILE, estimate, job_dir
     from ui import model_info, state
 
     root = _clinic(tmp_path / "clinic")

@@ -85,7 +85,7 @@ def trained(tmp_path_factory):
     (folder / "request.json").write_text(json.dumps({"data_path": str(data), "groups": "", "n_splits": 2,
                                                      "n_repeats": 1, "workspace": str(root / "ws")}))
     estimate._worker(folder)
-    assert estimate.read_job(folder)["state"] == "done", (folder / "status.json").read_text()
+    assert estimate.read_job(folder)["state"] == "done", (folder / "job.json").read_text()
     return data, Path(result.run_dir), folder
 
 

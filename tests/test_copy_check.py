@@ -16,9 +16,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data import copy_check
+from tests.conftest import wait_for_job
 
 REPO = Path(__file__).resolve().parent.parent
-WAIT_S = 120
 
 
 def _table(root: Path, where: Path) -> Path:
@@ -28,15 +28,6 @@ def _table(root: Path, where: Path) -> Path:
     scan(root).to_csv(table, index=False)
     return table
 
-
-def _wait(folder: Path, states=("done", "failed")) -> dict:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        job = copy_check.read_job(folder)
-        if job["state"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"copy check in {folder} still {copy_check.read_job(folder)} after {WAIT_S} s")
 
 
 def _dataset_with_a_copy(make_dataset) -> Path:
@@ -53,7 +44,7 @@ def test_the_background_check_finds_the_pairs_find_pairs_finds(make_dataset, tmp
     folder = copy_check.start(table)
     assert copy_check.read_job(folder)["state"] == "running"
     assert copy_check.start(table) == folder  # asked again while running: the same check, not a second one
-    job = _wait(folder)
+    job = wait_for_job(folder)
     assert job["state"] == "done", job
     pairs = copy_check.read_pairs(folder)
     df = read_table(table)
@@ -67,7 +58,7 @@ def test_a_rescan_gets_its_own_check_and_the_old_one_is_removed(make_dataset, tm
     root = _dataset_with_a_copy(make_dataset)
     table = _table(root, tmp_path)
     first = copy_check.start(table)
-    _wait(first)
+    wait_for_job(first)
     (root / "green" / "copied_from_red.png").unlink()
     time.sleep(0.01)  # a new mtime
     _table(root, tmp_path)
@@ -75,7 +66,7 @@ def test_a_rescan_gets_its_own_check_and_the_old_one_is_removed(make_dataset, tm
     assert second != first and copy_check.read_job(second)["state"] == "none"
     assert copy_check.start(table) == second
     assert not first.exists()
-    assert _wait(second)["state"] == "done"
+    assert wait_for_job(second)["state"] == "done"
     assert copy_check.read_pairs(second).empty
 
 
@@ -83,11 +74,11 @@ def test_a_check_whose_process_dies_says_so_and_can_run_again(make_dataset, tmp_
     table = _table(_dataset_with_a_copy(make_dataset), tmp_path)
     folder = copy_check.start(table)
     os.killpg(int(copy_check.read_job(folder)["pid"]), signal.SIGKILL)
-    job = _wait(folder, states=("failed",))
+    job = wait_for_job(folder, states=("failed",))
     assert job["message_i18n"]["key"] == "job.died"
     assert str(folder / copy_check.LOG_FILE) in job["message"]
     assert copy_check.start(table) == folder
-    assert _wait(folder)["state"] == "done"
+    assert wait_for_job(folder)["state"] == "done"
     assert len(copy_check.read_pairs(folder)) == 1
 
 
@@ -144,7 +135,7 @@ def test_the_data_page_shows_the_other_findings_first_then_the_copies(make_datas
     assert not any(title in e.value for e in at.error)
     assert EN["data.no_findings"] not in [s.value for s in at.success]  # not "no problems" before the check
     held_checks()
-    assert _wait(folder)["state"] == "done"
+    assert wait_for_job(folder)["state"] == "done"
     at.run()
     assert not at.exception
     assert any(title in e.value for e in at.error), [e.value for e in at.error]
@@ -163,7 +154,7 @@ def test_training_waits_for_the_copy_check(make_dataset, held_checks):
     train_words = EN["copies.running_train"].split("{")[0].strip()
     assert any(train_words in str(p.proto.text) for p in at.get("progress"))
     held_checks()
-    assert _wait(_check_folder(project))["state"] == "done"
+    assert wait_for_job(_check_folder(project))["state"] == "done"
     _open(at, "train")
     assert not at.button(key="train_start").disabled
 
@@ -178,14 +169,14 @@ def test_a_failed_check_is_said_on_the_page_and_can_be_run_again(make_dataset, h
     pid = int(copy_check.read_job(folder)["pid"])
     held_checks()
     os.kill(pid, signal.SIGKILL)
-    _wait(folder, states=("failed",))
+    wait_for_job(folder, states=("failed",))
     at.run()
     assert not at.exception
     assert any("stopped unexpectedly" in e.value for e in at.error), [e.value for e in at.error]
     at.button(key="data_copies_check_again").click().run()
     assert not at.exception
     held_checks()
-    assert _wait(folder)["state"] == "done"
+    assert wait_for_job(folder)["state"] == "done"
     at.run()
     title = EN["finding.conflicting_labels"].split("(")[0].strip()
     assert any(title in e.value for e in at.error)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,7 @@ def _env(workspace: Path) -> dict:
 
 def test_estimate_cli_background_job_and_auto_train(tmp_path, workspace):
     from core.estimate import read_job, start
-    from tests.conftest import TINTS, generated_image, save_image
+    from tests.conftest import TINTS, generated_image, save_image, wait_for_job
 
     root = tmp_path / "clinic"
     for patient in range(16):
@@ -89,12 +88,9 @@ def test_estimate_cli_background_job_and_auto_train(tmp_path, workspace):
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: ") and "Traceback" not in bad.stderr
 
     job = start(str(root), "eye-pair", workspace, n_splits=4, n_repeats=1)
-    deadline = time.time() + 600
-    status = read_job(job)
-    while status["state"] == "running" and time.time() < deadline:
-        time.sleep(1)
-        status = read_job(job)
+    status = wait_for_job(job, wait_s=600, read=read_job)
     assert status["state"] == "done", status
+    assert status["seconds"] > 0 and status["peak_mb"] > 0  # core.background.finish
     assert status["result"]["cross_validation"]["n_repeats"] == 1 and status["result"]["groups"] == "eye-pair"
 
     trained = subprocess.run([sys.executable, "-m", "core.cli", "train", str(root), "--groups", "eye-pair",
@@ -109,3 +105,30 @@ def test_estimate_cli_background_job_and_auto_train(tmp_path, workspace):
     splits = __import__("pandas").read_csv(run_dir / "splits.csv")
     patient = splits["path"].str.extract(r"/(\d{3})_")[0]
     assert (splits.groupby(patient)["split"].nunique() == 1).all()
+
+
+def test_a_killed_estimate_says_so_and_one_an_older_latih_finished_keeps_its_result(make_dataset, workspace,
+                                                                                    held_jobs):
+    import signal
+
+    from core.background import LOG_FILE, STATUS_FILE
+    from core.estimate import OLD_STATUS_FILE, RESULT_FILE, job_dir, read_job, start
+    from tests.conftest import wait_for_job
+
+    root = make_dataset(("red", "green"), n=6)
+    folder = job_dir(str(root), "", workspace)
+    folder.mkdir(parents=True)
+    (folder / OLD_STATUS_FILE).write_text(json.dumps({"state": "done", "message": "finished in 3 s"}))
+    (folder / RESULT_FILE).write_text(json.dumps({"n_photos": 12}))
+    assert read_job(folder)["state"] == "done" and read_job(folder)["result"] == {"n_photos": 12}
+
+    assert start(str(root), "", workspace) == folder  # a new estimate forgets the old one
+    assert not (folder / OLD_STATUS_FILE).exists() and not (folder / RESULT_FILE).exists()
+    status = read_job(folder)
+    assert status["state"] == "running" and status["result"] is None
+    assert start(str(root), "", workspace) == folder and read_job(folder)["pid"] == status["pid"]  # not twice
+
+    os.killpg(int(status["pid"]), signal.SIGKILL)  # out of memory, say
+    died = wait_for_job(folder, states=("failed",), wait_s=30, read=read_job)
+    assert died["message_i18n"]["key"] == "job.died" and str(folder / LOG_FILE) in died["message"]
+    assert json.loads((folder / STATUS_FILE).read_text())["state"] == "running"  # said, not rewritten

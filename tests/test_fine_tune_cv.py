@@ -45,6 +45,7 @@ def test_cv_fold_setting_is_checked():
 
 
 def test_fine_tune_cv_in_background_groups_summary_and_repeat(tmp_path, workspace):
+    from core.background import LOG_FILE
     from core.estimate import read_job
     from core.evaluate import load_outputs
     from core.fine_tune_cv import cost, plan, start
@@ -61,11 +62,11 @@ def test_fine_tune_cv_in_background_groups_summary_and_repeat(tmp_path, workspac
     status = read_job(folder)
     while status["state"] == "running" and time.time() < deadline:
         if status.get("task") == "fine_tune":
-            seen.add(status["message"])
+            seen.add((status["fold"], status["folds"]))
         time.sleep(0.5)
         status = read_job(folder)
-    assert status["state"] == "done", (status, (folder / "estimate.log").read_text()[-3000:])
-    assert seen and seen <= {"fold 1 of 2", "fold 2 of 2"}  # the page can say which fold runs
+    assert status["state"] == "done", (status, (folder / LOG_FILE).read_text()[-3000:])
+    assert seen and seen <= {(1, 2), (2, 2)}  # the page can say which fold runs
 
     result = status["result"]
     cv = result["cross_validation"]
@@ -118,7 +119,8 @@ def test_latih_estimate_strategy_states_cost_and_runs(tmp_path, workspace):
 
 
 def test_evaluate_page_offers_starts_stops_and_shows_it(tmp_path, workspace):
-    from core.estimate import RESULT_FILE, STATUS_FILE, estimate, job_dir, read_job
+    from core.background import STATUS_FILE
+    from core.estimate import RESULT_FILE, estimate, job_dir, read_job
     from core.fine_tune_cv import fine_tune_cv, job_dir as fine_tune_dir
     from tests.test_app_pages import EN, _app, _no_exception, _open, _project, _texts
     from ui import model_info

@@ -8,7 +8,6 @@ set of 24 photos takes the path a set of 50,000 takes.
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,19 +15,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data import scan_job
+from tests.conftest import wait_for_job
 
 REPO = Path(__file__).resolve().parent.parent
-WAIT_S = 120
 
-
-def _wait(folder: Path, states=("done", "failed")) -> dict:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        job = scan_job.read_job(folder)
-        if job["state"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"read in {folder} still {scan_job.read_job(folder)} after {WAIT_S} s")
 
 
 def test_the_background_read_gives_the_table_scan_gives(make_dataset):
@@ -36,7 +26,7 @@ def test_the_background_read_gives_the_table_scan_gives(make_dataset):
 
     root = make_dataset(("red", "green"), n=12)
     folder = scan_job.start(root)
-    job = _wait(folder)
+    job = wait_for_job(folder)
     assert job["state"] == "done", job
     table, attrs = scan_job.result(folder)
     got, expected = read_table(table), scan(root)
@@ -54,7 +44,7 @@ def test_a_corrupt_zip_fails_the_job_with_its_reason(tmp_path, make_dataset):
             zf.write(path, f"leaves/{path.relative_to(root)}")
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) // 2])  # cut off: the central directory is gone
-    job = _wait(scan_job.start(archive))
+    job = wait_for_job(scan_job.start(archive))
     assert job["state"] == "failed"
     assert job["message_i18n"]["key"].startswith("err.zip"), job
 
@@ -104,7 +94,7 @@ def test_a_large_folder_is_read_in_the_background_then_becomes_the_projects(make
     project = state.new_project("Farm", data_path=str(old), source_kind="folder", language="en")
     at = _data_page(project)  # the old folder: 10 photos (read in the background too, then adopted)
     held_reads()
-    _wait(Path(state.load_project(project["id"])["pending_read"]["job"]))
+    wait_for_job(Path(state.load_project(project["id"])["pending_read"]["job"]))
     at.run()
     assert _photos(at) == "10", _photos(at)
 
@@ -117,7 +107,7 @@ def test_a_large_folder_is_read_in_the_background_then_becomes_the_projects(make
     assert EN["data.reading_background"] in [c.value for c in at.caption]
     assert _photos(at) == "10"  # meanwhile the project keeps its photos
     held_reads()
-    assert _wait(Path(pending["job"]))["state"] == "done"
+    assert wait_for_job(Path(pending["job"]))["state"] == "done"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert _photos(at) == "24"
@@ -151,7 +141,7 @@ def test_a_large_corrupt_zip_fails_in_the_background_and_the_project_keeps_its_p
     assert not at.exception, [e.value for e in at.exception]
     pending = state.load_project(project["id"])["pending_read"]
     held_reads()
-    assert _wait(Path(pending["job"]))["state"] == "failed"
+    assert wait_for_job(Path(pending["job"]))["state"] == "failed"
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.error and "clinic.zip" in at.error[0].value, [e.value for e in at.error]
@@ -172,13 +162,13 @@ def test_a_finished_read_whose_table_is_gone_is_said_and_not_adopted(make_datase
     project = state.new_project("Farm", data_path=str(old), source_kind="folder", language="en")
     at = _data_page(project)
     held_reads()
-    _wait(Path(state.load_project(project["id"])["pending_read"]["job"]))
+    wait_for_job(Path(state.load_project(project["id"])["pending_read"]["job"]))
     at.run()
     at.text_input(key="data_folder_path").input(str(new)).run()
     at.button(key="data_folder_use").click().run()
     pending = state.load_project(project["id"])["pending_read"]
     held_reads()
-    assert _wait(Path(pending["job"]))["state"] == "done"
+    assert wait_for_job(Path(pending["job"]))["state"] == "done"
     scan_job.result(pending["job"])[0].unlink()  # e.g. the workspace tidied by hand meanwhile
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -186,3 +176,19 @@ def test_a_finished_read_whose_table_is_gone_is_said_and_not_adopted(make_datase
     saved = state.load_project(project["id"])
     assert saved.get("pending_read") is None and Path(saved["data_path"]) == old.resolve()
     assert _photos(at) == "10"
+
+
+def test_both_ways_of_reading_share_one_bar_and_say_it_in_the_page_language():
+    from core.data.scan_job import read_share, read_text
+    from ui.i18n import say
+
+    zip_steps = [("zip_check", 0, 10), ("zip_check", 10, 10), ("unzip", 1, 50000), ("unzip", 50000, 50000),
+                 ("read", 64, 50000), ("read", 50000, 50000)]
+    shares = [read_share(task, done, total, zipped=True) for task, done, total in zip_steps]
+    assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == pytest.approx(0.9)
+    assert read_share("read", 25000, 50000, zipped=False) == pytest.approx(0.45)  # a folder's bar is all reading
+    assert read_share("read", 60000, 50000, zipped=False) == pytest.approx(0.9)  # never past what is left to adopt
+    text = read_text("read", 8768, 50000)
+    assert say(text, "id") == "Membaca dan memeriksa setiap foto: 8.768 dari 50.000…"
+    assert say(text, "en") == "Reading and checking every photo: 8,768 of 50,000…"
+    assert "12,000" in say(read_text("unzip", 12000, 50000, 2 << 20, 9 << 20), "en")

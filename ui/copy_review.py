@@ -32,7 +32,7 @@ INLINE_LIMIT = 2_000
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _pairs_cached(table: str, mtime: float, attrs_json: str) -> pd.DataFrame:
+def _pairs_cached(table: str, mtime: float) -> pd.DataFrame:
     from core.data.copy_check import run_check
 
     return run_check(table)
@@ -52,11 +52,11 @@ def copy_check(project: dict[str, Any]) -> dict:
     from core.data import copy_check as job
 
     table = state.files_table_path(project)
-    df = state.load_files_table(project, include_excluded=True)
-    if df is None:
+    photos = state.readable_count(project)
+    if photos is None:
         return {"state": "done", "pairs": pd.DataFrame()}
-    if int(df["readable"].sum()) <= INLINE_LIMIT:
-        return {"state": "done", "pairs": _pairs_cached(str(table), table.stat().st_mtime, _attrs_json(project))}
+    if photos <= INLINE_LIMIT:
+        return {"state": "done", "pairs": _pairs_cached(str(table), table.stat().st_mtime)}
     folder = job.job_dir(table)
     status = job.read_job(folder)
     if status["state"] == "none":
@@ -70,7 +70,7 @@ def copy_check(project: dict[str, Any]) -> dict:
             (folder / job.STATUS_FILE).unlink(missing_ok=True)
             job.start(table)
             status = job.read_job(folder)
-    status["photos"] = int(df["readable"].sum())
+    status["photos"] = photos
     return status
 
 
@@ -79,12 +79,6 @@ def check_again(project: dict[str, Any]) -> None:
     from core.data import copy_check as job
 
     job.start(state.files_table_path(project))
-
-
-def _attrs_json(project: dict[str, Any]) -> str:
-    import json
-
-    return json.dumps(project.get("scan_attrs") or {}, sort_keys=True)
 
 
 def all_pairs(project: dict[str, Any]) -> pd.DataFrame | None:

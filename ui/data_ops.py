@@ -134,8 +134,8 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     (files and MB done); the project keeps its old photos until the new ones are read: a corrupt
     or truncated zip raises before anything in the project changes."""
     from core.data.scan import open_source, scan
-    from core.data.scan_job import file_count
-    from core.diskspace import human
+    from core.data.scan_job import file_count, read_share, read_text
+    from ui.i18n import say
 
     if file_count(source, SCAN_INLINE_LIMIT) > SCAN_INLINE_LIMIT:
         return _read_in_background(project, source, kind)
@@ -143,24 +143,24 @@ def read_source(project: dict[str, Any], source: str | Path, kind: str) -> bool:
     bar = st.progress(0.0, text=t("data.progress_open"))
     uploaded = kind == "zip" and Path(source).parent == uploads_dir(project)
 
+    def step(task: str, done: int, total: int, done_bytes: int = 0, total_bytes: int = 0) -> None:
+        bar.progress(read_share(task, done, total, kind == "zip"),
+                     text=say(read_text(task, done, total, done_bytes, total_bytes)))
+
     def checked(done_bytes: int, total_bytes: int) -> None:  # the zip's SHA-1, before anything is unpacked
-        bar.progress(0.1 * done_bytes / max(total_bytes, 1),
-                     text=t("data.progress_zip_check", mb=human(done_bytes), mb_total=human(total_bytes)))
+        step("zip_check", done_bytes, total_bytes)
 
     def unpacked(done: int, total: int, done_bytes: int, total_bytes: int) -> None:
         if done % 100 and done != total:  # extract_zip calls after every file: 50,000 bar updates are too many
             return
-        bar.progress(0.1 + 0.4 * done / max(total, 1),
-                     text=t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
-                            mb=human(done_bytes), mb_total=human(total_bytes)))
+        step("unzip", done, total, done_bytes, total_bytes)
 
-    def read(done: int, total: int) -> None:
-        bar.progress(0.5 + 0.4 * done / max(total, 1),  # scan calls this every 64 photos
-                     text=t("data.progress_read", done=f"{done:,}", total=f"{total:,}"))
+    def read(done: int, total: int) -> None:  # scan calls this every 64 photos
+        step("read", done, total)
 
     try:
         root = open_source(source, progress=unpacked, hashed=checked)
-        bar.progress(0.5, text=t("data.progress_scan"))
+        bar.progress(read_share("read", 0, 1, kind == "zip"), text=t("data.progress_scan"))
         df = scan(root, progress=read)
     except BaseException:
         if uploaded:
@@ -250,19 +250,16 @@ def pending_read_section(project: dict[str, Any]) -> None:
 @st.fragment(run_every=2)
 def _poll_read(project: dict[str, Any]) -> None:
     from core.data import scan_job
-    from core.diskspace import human
+    from core.data.scan_job import read_text
+    from ui.i18n import say
 
     pending = project.get("pending_read") or {}  # the job folder does not change while it runs
     job = scan_job.read_job(pending["job"]) if pending else {"state": "gone"}
     if job["state"] != "running":
         st.rerun(scope="app")
-    done, total = int(job.get("done") or 0), int(job.get("total") or 0)
-    text = {"zip_check": lambda: t("data.progress_zip_check", mb=human(done), mb_total=human(total)),
-            "unzip": lambda: t("data.progress_unzip", done=f"{done:,}", total=f"{total:,}",
-                               mb=human(int(job.get("done_bytes") or 0)), mb_total=human(int(job.get("total_bytes") or 0))),
-            "read": lambda: t("data.progress_read", done=f"{done:,}", total=f"{total:,}")}.get(
-        job.get("task"), lambda: t("data.progress_open"))()
-    st.progress(min(1.0, float(job.get("progress") or 0.0)), text=text)
+    text = read_text(str(job.get("task") or "start"), int(job.get("done") or 0), int(job.get("total") or 0),
+                     int(job.get("done_bytes") or 0), int(job.get("total_bytes") or 0))
+    st.progress(min(1.0, float(job.get("progress") or 0.0)), text=say(text))
     st.caption(t("data.reading_background"))
 
 
@@ -324,7 +321,7 @@ def findings(project: dict[str, Any]) -> list:
     # while a large set's copy check still runs, the other checks are shown meanwhile
     pairs = copy_review.active_pairs(_known_pairs(copy_review.all_pairs(project)), excluded)
     return _findings_cached(str(table), table.stat().st_mtime, excluded,
-                            json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
+                            state.scan_attrs_key(project),
                             json.dumps(project.get("copy_decisions") or {}, sort_keys=True), pairs)
 
 
@@ -373,8 +370,6 @@ def project_split_preview(project: dict[str, Any], val_fraction: float, test_fra
     split keeps copies together, with the pairs of the project's copy check
     (copy_review.copy_check); while a large set's check still runs, as if there were none
     (copies_known() says which)."""
-    import json
-
     from ui import copy_review
 
     table = state.files_table_path(project)
@@ -382,7 +377,7 @@ def project_split_preview(project: dict[str, Any], val_fraction: float, test_fra
     groups_file = Path(spec[4:]).expanduser() if spec.startswith("csv:") else None
     groups_version = groups_file.stat().st_mtime_ns if groups_file is not None and groups_file.is_file() else 0
     counts = _split_counts_cached(str(table), table.stat().st_mtime, tuple(sorted(project.get("excluded", []))),
-                                  json.dumps(project.get("scan_attrs") or {}, sort_keys=True),
+                                  state.scan_attrs_key(project),
                                   float(val_fraction), float(test_fraction), int(seed),
                                   spec, groups_version, bool(project.get("resplit")),
                                   _known_pairs(copy_review.all_pairs(project)))

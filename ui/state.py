@@ -357,6 +357,30 @@ def load_files_table(project: dict[str, Any], include_excluded: bool = False) ->
     return df
 
 
+def readable_count(project: dict[str, Any]) -> int | None:
+    """How many of the project's photos can be read (left-out ones included); None without a
+    table. Counted once per version of files.csv: pages ask for it on every rerun."""
+    path = files_table_path(project)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return _readable_count(str(path), info.st_mtime_ns, info.st_size)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _readable_count(path: str, mtime_ns: int, size: int) -> int | None:
+    df = _read_files_csv(path, mtime_ns, size)
+    return None if df is None else int(df["readable"].sum())
+
+
+def scan_attrs_key(project: dict[str, Any]) -> str:
+    """The project's scan attrs (the dataset root, ...) as one text: part of a cache key."""
+    import json
+
+    return json.dumps(project.get("scan_attrs") or {}, sort_keys=True)
+
+
 def clear_files_table(project: dict[str, Any]) -> None:
     path = files_table_path(project)
     if path.exists():

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from core import background
+from core.i18n import Msg
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,37 @@ def job_dir(source: str | os.PathLike, workspace=None) -> Path:
 
     key = hashlib.sha1(str(Path(source).expanduser().resolve()).encode()).hexdigest()[:12]
     return subdir(JOBS_DIR, workspace) / key
+
+
+# ---------------------------------------------------------------- one bar for both ways of reading
+# Reading a source is three steps: the zip's checksum, its unpacking, then reading each photo.
+# The Data page reads a small source inline and a large one here; both say where they stand
+# with these two functions, so the bar moves and reads the same either way. 0.9-1.0 is left
+# for saving (inline) or adopting (background) the table.
+def read_share(task: str, done: int, total: int, zipped: bool) -> float:
+    """How far along the bar a reading step is (0-0.9)."""
+    fraction = min(1.0, done / max(total, 1))
+    if task == "zip_check":
+        return 0.1 * fraction
+    if task == "unzip":
+        return 0.1 + 0.4 * fraction
+    if task == "read":  # a folder's bar is all reading
+        return 0.5 + 0.4 * fraction if zipped else 0.9 * fraction
+    return 0.0
+
+
+def read_text(task: str, done: int, total: int, done_bytes: int = 0, total_bytes: int = 0) -> Msg:
+    """What the bar says of a reading step (for zip_check, done/total are bytes)."""
+    from core.diskspace import human
+
+    if task == "zip_check":
+        return Msg("data.progress_zip_check", mb=human(done), mb_total=human(total))
+    if task == "unzip":
+        return Msg("data.progress_unzip", done=f"{done:,}", total=f"{total:,}", mb=human(done_bytes),
+                   mb_total=human(total_bytes))
+    if task == "read":
+        return Msg("data.progress_read", done=f"{done:,}", total=f"{total:,}")
+    return Msg("data.progress_open")
 
 
 def start(source: str | os.PathLike, workspace=None) -> Path:
@@ -89,17 +121,19 @@ def _worker(folder: Path) -> int:
     workspace = request.get("workspace")
     report = background.Reporter(folder)
 
-    def checked(done_bytes: int, total_bytes: int) -> None:  # the zip's SHA-1, before anything is unpacked
-        report(task="zip_check", done=done_bytes, total=total_bytes, progress=0.1 * done_bytes / max(total_bytes, 1))
+    zipped = str(request["source"]).lower().endswith(".zip")
 
-    zipped = str(request["source"]).lower().endswith(".zip")  # a folder's bar is all reading
+    def checked(done_bytes: int, total_bytes: int) -> None:  # the zip's SHA-1, before anything is unpacked
+        report(task="zip_check", done=done_bytes, total=total_bytes,
+               progress=read_share("zip_check", done_bytes, total_bytes, zipped))
 
     def unpacked(done: int, total: int, done_bytes: int, total_bytes: int) -> None:
         report(final=done == total, task="unzip", done=done, total=total, done_bytes=done_bytes,
-               total_bytes=total_bytes, progress=0.1 + 0.4 * done / max(total, 1))
+               total_bytes=total_bytes, progress=read_share("unzip", done, total, zipped))
 
     def read(done: int, total: int) -> None:
-        report(final=done == total, task="read", done=done, total=total, progress=(0.5 if zipped else 0.0) + (0.45 if zipped else 0.95) * done / max(total, 1))
+        report(final=done == total, task="read", done=done, total=total,
+               progress=read_share("read", done, total, zipped))
 
     started = time.perf_counter()
     try:
@@ -122,4 +156,4 @@ if __name__ == "__main__":
     sys.exit(_worker(Path(sys.argv[1])))
 
 
-__all__ = ["start", "read_job", "result", "job_dir", "file_count"]
+__all__ = ["start", "read_job", "result", "job_dir", "file_count", "read_share", "read_text"]
