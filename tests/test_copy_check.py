@@ -17,8 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import copy_check
 from tests.conftest import wait_for_job
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.test_app_pages import EN, _app as _app_at, _open, _project
 
 
 def _table(root: Path, where: Path) -> Path:
@@ -27,7 +26,6 @@ def _table(root: Path, where: Path) -> Path:
     table = where / "files.csv"
     scan(root).to_csv(table, index=False)
     return table
-
 
 
 def _dataset_with_a_copy(make_dataset) -> Path:
@@ -92,26 +90,12 @@ def held_checks(monkeypatch, held_jobs):
     return held_jobs
 
 
-def _open(at: AppTest, page: str) -> AppTest:
-    if not at.session_state.get("_latih_init"):
-        at.run()
-    at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, "\n".join(str(e.value) for e in at.exception)
-    return at
-
-
 def _app(root: Path) -> tuple[AppTest, dict]:
-    from ui import state
-
-    project = state.new_project("Background copies", data_path=str(root), source_kind="folder", language="en")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.query_params.update(project=project["id"])
-    return at, project
+    project = _project(root)
+    return _app_at(project=project["id"]), project
 
 
 def _copy_bars(at: AppTest) -> list[str]:
-    from tests.test_app_pages import EN
-
     words = EN["copies.running_data"].split("{")[0].strip()
     return [str(p.proto.text) for p in at.get("progress") if words in str(p.proto.text)]
 
@@ -124,8 +108,6 @@ def _check_folder(project: dict) -> Path:
 
 @pytest.mark.usefixtures("navigation_like_a_running_server")
 def test_the_data_page_shows_the_other_findings_first_then_the_copies(make_dataset, held_checks):
-    from tests.test_app_pages import EN
-
     at, project = _app(_dataset_with_a_copy(make_dataset))
     _open(at, "data")  # reads the photos, starts the check, and does not wait for it
     title = EN["finding.conflicting_labels"].split("(")[0].strip()
@@ -144,8 +126,6 @@ def test_the_data_page_shows_the_other_findings_first_then_the_copies(make_datas
 
 @pytest.mark.usefixtures("navigation_like_a_running_server")
 def test_training_waits_for_the_copy_check(make_dataset, held_checks):
-    from tests.test_app_pages import EN
-
     at, project = _app(make_dataset(("red", "green"), n=12))
     _open(at, "data")
     _open(at, "train")
@@ -161,8 +141,6 @@ def test_training_waits_for_the_copy_check(make_dataset, held_checks):
 
 @pytest.mark.usefixtures("navigation_like_a_running_server")
 def test_a_failed_check_is_said_on_the_page_and_can_be_run_again(make_dataset, held_checks):
-    from tests.test_app_pages import EN
-
     at, project = _app(_dataset_with_a_copy(make_dataset))
     _open(at, "data")
     folder = _check_folder(project)

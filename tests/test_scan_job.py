@@ -16,9 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.data import scan_job
 from tests.conftest import wait_for_job
-
-REPO = Path(__file__).resolve().parent.parent
-
+from tests.test_app_pages import EN, _app, _open
 
 
 def test_the_background_read_gives_the_table_scan_gives(make_dataset):
@@ -66,17 +64,10 @@ def held_reads(monkeypatch, held_jobs):
 
 
 def _data_page(project: dict) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.query_params.update(project=project["id"])
-    at.run()
-    at.switch_page("pages/data.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return _open(_app(project=project["id"]), "data")
 
 
 def _photos(at: AppTest) -> str | None:
-    from tests.test_app_pages import EN
-
     return {m.label: m.value for m in at.metric}.get(EN["data.n_photos"])
 
 
@@ -86,7 +77,6 @@ def _read_bars(at: AppTest) -> list[str]:
 
 @pytest.mark.usefixtures("navigation_like_a_running_server")
 def test_a_large_folder_is_read_in_the_background_then_becomes_the_projects(make_dataset, held_reads):
-    from tests.test_app_pages import EN
     from ui import state
 
     old = make_dataset(("red", "green"), n=5, name="old")
