@@ -22,6 +22,9 @@ photos shown 10.1 s after it; copy check 66.2 s in its process (peak 917 MB) whi
 stays usable; with copies 0.3 s; rerun after a widget change 0.6 s; plain rerun 0.2 s; grid
 page 2 0.2 s; peak RSS of the app's process 915 MB. Before both moved out of the page
 (stop 22): first render 77.6 s after a warm scan, of which the copy check was about 61 s.
+Measured 2026-12-03 later, warm scan cache, side by side (this code, then 7cde174's, then this
+again, one workspace): photos shown 4.3 / 7.8 / 3.9 s; the group suggestion no longer builds a
+Path per photo (core.data.groups.file_names). Other figures as above.
   .venv/bin/python bench/bench_data_page.py [--photos 50000] [--folder /tmp/latih-50k] [--workspace DIR]
 """
 from __future__ import annotations

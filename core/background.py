@@ -1,7 +1,7 @@
 """A long task of the app in a process of its own: it outlives the page that started it (a
 reload, a closed tab), and the page only polls the folder the task writes its status into.
 
-    pid = launch(folder, "core.estimate", "estimate.log")   # python -m core.estimate <folder>
+    pid = launch(folder, "core.estimate", LOG_FILE)   # python -m core.estimate <folder>, output to job.log
 
 Four jobs run this way and share their folder's status file, their "died" detection and their
 failure messages from here: the estimate (core.estimate), the fine-tuned cross-validation

@@ -132,3 +132,19 @@ def test_a_killed_estimate_says_so_and_one_an_older_latih_finished_keeps_its_res
     died = wait_for_job(folder, states=("failed",), wait_s=30, read=read_job)
     assert died["message_i18n"]["key"] == "job.died" and str(folder / LOG_FILE) in died["message"]
     assert json.loads((folder / STATUS_FILE).read_text())["state"] == "running"  # said, not rewritten
+
+
+def test_a_failed_estimate_is_said_in_the_page_language(tmp_path, workspace):
+    from core import estimate
+    from ui.i18n import say
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folder = estimate.job_dir(str(empty), "", workspace)
+    folder.mkdir(parents=True)
+    (folder / "request.json").write_text(json.dumps({"data_path": str(empty), "groups": ""}))
+    assert estimate._worker(folder) == 2  # the user's input, not a bug
+    status = estimate.read_job(folder)
+    assert status["state"] == "failed" and status["result"] is None
+    assert status["message_i18n"]["key"] == "err.layout.no_classes"  # a folder without class folders
+    assert say(status["message_i18n"], "id", plain=True).startswith(f"{empty} tidak berisi folder kelas")
