@@ -153,6 +153,24 @@ def test_data_page_shows_counts_samples_split(make_dataset):
     assert state.load_project(project["id"])["split"]["test_fraction"] == pytest.approx(0.2)
 
 
+def test_the_data_page_parses_its_photo_table_once(make_dataset, monkeypatch):
+    """The findings, the copy check and the split preview use the table the page already parsed
+    (at 50,000 photos each parse costs about 0.6 s), and a rerun parses nothing."""
+    from core.data import scan
+    from ui import state
+
+    parsed, real = [], scan.read_table
+    monkeypatch.setattr(scan, "read_table", lambda path: parsed.append(str(path)) or real(path))
+    project = _project(make_dataset(("red", "green"), n=10))
+    at = _open(_app(project=project["id"]), "data")
+    table = str(state.files_table_path(project))
+    assert parsed.count(table) == 1, parsed
+    assert {m.label: m.value for m in at.metric}[EN["data.n_photos"]] == "20"
+    at.slider(key="data_test_fraction").set_value(0.2).run()  # a new split preview
+    _no_exception(at, "split slider")
+    assert parsed.count(table) == 1, parsed
+
+
 def test_data_page_shows_duplicate_across_classes_and_fixes_it(make_dataset):
     data = make_dataset(("red", "green"), n=12)
     shutil.copy(data / "red" / "red_000.png", data / "green" / "copied_from_red.png")

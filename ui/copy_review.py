@@ -32,10 +32,10 @@ INLINE_LIMIT = 2_000
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _pairs_cached(table: str, mtime: float) -> pd.DataFrame:
+def _pairs_cached(table: str, mtime: float, _project: dict) -> pd.DataFrame:
     from core.data.copy_check import run_check
 
-    return run_check(table)
+    return run_check(table, df=state.load_files_table(_project, include_excluded=True))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -56,7 +56,7 @@ def copy_check(project: dict[str, Any]) -> dict:
     if photos is None:
         return {"state": "done", "pairs": pd.DataFrame()}
     if photos <= INLINE_LIMIT:
-        return {"state": "done", "pairs": _pairs_cached(str(table), table.stat().st_mtime)}
+        return {"state": "done", "pairs": _pairs_cached(str(table), table.stat().st_mtime, project)}
     folder = job.job_dir(table)
     status = job.read_job(folder)
     if status["state"] == "none":

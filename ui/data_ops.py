@@ -279,21 +279,23 @@ def page_of(items: list, page: int, size: int = SAMPLE_PAGE) -> list:
     return items[(page - 1) * size: page * size]
 
 
-def read_table(table: str) -> pd.DataFrame:
-    """The project's files.csv as scan() returns it (types restored)."""
-    from core.data.scan import read_table as read_scan_table
-
-    return read_scan_table(table)
+def _parsed_table(project: dict[str, Any], table: str) -> pd.DataFrame:
+    """The project's files.csv as the page already holds it parsed (ui.state's cache): parsing
+    it again here cost 0.6 s per use at 50,000 photos on the first draw after a read."""
+    df = state.load_files_table(project, include_excluded=True)
+    if df is None:  # removed or unreadable since the page looked: as reading it would have said
+        raise FileNotFoundError(2, "the photo table is gone", table)
+    return df
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _findings_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str, decisions_json: str,
-                     pairs: pd.DataFrame):
+                     pairs: pd.DataFrame, _project: dict):
     import json
 
     from core.data.validate import check_dataset
 
-    df = read_table(table)
+    df = _parsed_table(_project, table)
     if excluded:
         df = df[~df["path"].isin(set(excluded))].reset_index(drop=True)
     df.attrs.update(json.loads(attrs_json))
@@ -322,7 +324,7 @@ def findings(project: dict[str, Any]) -> list:
     pairs = copy_review.active_pairs(_known_pairs(copy_review.all_pairs(project)), excluded)
     return _findings_cached(str(table), table.stat().st_mtime, excluded,
                             state.scan_attrs_key(project),
-                            json.dumps(project.get("copy_decisions") or {}, sort_keys=True), pairs)
+                            json.dumps(project.get("copy_decisions") or {}, sort_keys=True), pairs, project)
 
 
 def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:
@@ -339,14 +341,15 @@ def exclude(project: dict[str, Any], df: pd.DataFrame, files: list[str]) -> int:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _split_counts_cached(table: str, mtime: float, excluded: tuple[str, ...], attrs_json: str,
                          val_fraction: float, test_fraction: float, seed: int, groups_spec: str,
-                         groups_version: int, resplit: bool, pairs: pd.DataFrame | None) -> pd.DataFrame:
+                         groups_version: int, resplit: bool, pairs: pd.DataFrame | None,
+                         _project: dict) -> pd.DataFrame:
     import json
 
     from core.data.groups import assign_groups
     from core.data.split import assign_splits
     from core.errors import LatihError
 
-    df = read_table(table)
+    df = _parsed_table(_project, table)
     if excluded:
         df = df[~df["path"].isin(set(excluded))].reset_index(drop=True)
     df.attrs.update(json.loads(attrs_json))
@@ -380,7 +383,7 @@ def project_split_preview(project: dict[str, Any], val_fraction: float, test_fra
                                   state.scan_attrs_key(project),
                                   float(val_fraction), float(test_fraction), int(seed),
                                   spec, groups_version, bool(project.get("resplit")),
-                                  _known_pairs(copy_review.all_pairs(project)))
+                                  _known_pairs(copy_review.all_pairs(project)), project)
     return _split_table(counts)
 
 

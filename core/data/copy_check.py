@@ -95,12 +95,13 @@ def _forget_older_checks(folder: Path) -> None:
 
 
 # ---------------------------------------------------------------- the background process
-def run_check(table: str | os.PathLike, workspace=None, progress=None) -> pd.DataFrame:
-    """find_pairs on the readable photos of a saved table (what the worker runs)."""
+def run_check(table: str | os.PathLike, workspace=None, progress=None, df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """find_pairs on the readable photos of a saved table (what the worker runs, and the page for
+    a small set); `df`: that table already parsed."""
     from core.data.copies import find_pairs
     from core.data.scan import read_table
 
-    df = read_table(table)
+    df = read_table(table) if df is None else df
     readable = df[df["readable"]].reset_index(drop=True)
     return find_pairs(readable, workspace=workspace, progress=progress)
 
