@@ -339,13 +339,19 @@ def adopt_files_table(project: dict[str, Any], table: Path, attrs: dict, **chang
     update_project(project, scan_attrs=attrs, **changes)
 
 
-def load_files_table(project: dict[str, Any], include_excluded: bool = False) -> pd.DataFrame | None:
+def _table_version(project: dict[str, Any]) -> tuple[str, int, int] | None:
+    """(path, mtime_ns, size) of the project's files.csv, the key of its parsed copies; None without one."""
     path = files_table_path(project)
     try:
         info = path.stat()
     except FileNotFoundError:
         return None
-    df = _read_files_csv(str(path), info.st_mtime_ns, info.st_size)
+    return str(path), info.st_mtime_ns, info.st_size
+
+
+def load_files_table(project: dict[str, Any], include_excluded: bool = False) -> pd.DataFrame | None:
+    version = _table_version(project)
+    df = _read_files_csv(*version) if version else None
     if df is None:
         return None
     if not include_excluded and project.get("excluded"):
@@ -357,12 +363,8 @@ def load_files_table(project: dict[str, Any], include_excluded: bool = False) ->
 def readable_count(project: dict[str, Any]) -> int | None:
     """How many of the project's photos can be read (left-out ones included); None without a
     table. Counted once per version of files.csv: pages ask for it on every rerun."""
-    path = files_table_path(project)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return _readable_count(str(path), info.st_mtime_ns, info.st_size)
+    version = _table_version(project)
+    return _readable_count(*version) if version else None
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
