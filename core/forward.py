@@ -19,28 +19,40 @@ FEATURE_BATCH = 48  # photos per forward pass when computing frozen features (CP
 
 def forward_photos(model: nn.Module, frame: pd.DataFrame, class_names, prep: Preprocessing, device,
                    batch_size: int = FEATURE_BATCH, progress=None, memory: PeakMemory | None = None):
-    """(pooled pre-logits features, logits) for each photo in frame, eval transform, no grad."""
-    from torch.utils.data import DataLoader
+    """(pooled pre-logits features, logits) for each photo in frame, eval transform, no grad.
 
+    A batch that does not fit in the GPU's memory: the pass runs again with half the batch
+    (core/oom.py), so a batch size chosen for training never loses a run at validation."""
     from core.data.cache import PhotoDataset
+    from core.oom import halving_on_oom
 
     dataset = PhotoDataset(frame, class_names, prep.eval_transform, prep.cache)
+    outputs, _ = halving_on_oom(lambda size: _forward_dataset(model, dataset, device, size, progress, memory),
+                                batch_size, "a pass over the photos")
+    return outputs
+
+
+def _forward_dataset(model: nn.Module, dataset, device, batch_size: int, progress, memory):
+    from torch.utils.data import DataLoader
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     was_training = model.training
     model.eval()
     amp = autocast_for(device)
     features, logits, done = [], [], 0
-    with _inference_layout(model, device), torch.inference_mode(), amp.context():
-        for images, _ in loader:
-            pooled = model.forward_head(model.forward_features(to_device(images, device)), pre_logits=True)
-            features.append(pooled.float().cpu())
-            logits.append(model.get_classifier()(pooled).float().cpu())
-            done += len(images)
-            if memory is not None:
-                memory.sample()
-            if progress is not None:
-                progress(done, len(dataset))
-    model.train(was_training)
+    try:  # the model goes back to its mode when a pass fails too (an out-of-memory retry follows)
+        with _inference_layout(model, device), torch.inference_mode(), amp.context():
+            for images, _ in loader:
+                pooled = model.forward_head(model.forward_features(to_device(images, device)), pre_logits=True)
+                features.append(pooled.float().cpu())
+                logits.append(model.get_classifier()(pooled).float().cpu())
+                done += len(images)
+                if memory is not None:
+                    memory.sample()
+                if progress is not None:
+                    progress(done, len(dataset))
+    finally:
+        model.train(was_training)
     return torch.cat(features).numpy(), torch.cat(logits).numpy()
 
 

@@ -267,13 +267,15 @@ class Trainer(ResumableStages):
         for index in range(epochs - done):
             self._start_epoch()
             started = time.perf_counter()
-            total_loss, correct, seen = self._finetune_epoch(loader, step, scheduler)
+            total_loss, correct, seen, waited = self._finetune_epoch(loader, step, scheduler)
             seconds = time.perf_counter() - started
             val = self._validate_photos()
             metrics = self._metrics("finetune", total_loss, correct, seen, val, optimizer, seconds)
             if stage.trainable == "all" and index > 0 and step.batch_part == c.batch_size:
                 self._record_speed(metrics["images_per_s"])  # the figure the epoch's metrics report
-            metrics.update(precision=step.precision.name, batch_part=step.batch_part)
+            # data_wait_s: the part of the epoch spent waiting for the loader, so train.log and
+            # the benchmarks show whether photos or the model set the pace.
+            metrics.update(precision=step.precision.name, batch_part=step.batch_part, data_wait_s=round(waited, 3))
             if step.guard.fell_back:
                 self._say_status(precision_fallback=True)
             self._end_epoch(metrics)
@@ -298,8 +300,10 @@ class Trainer(ResumableStages):
         device = self.ctx.device
         self.model.train()
         set_frozen_bn_eval(self.model)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, correct, seen, waited = 0.0, 0, 0, 0.0
+        ready = time.perf_counter()
         for index, (images, labels) in enumerate(loader, start=1):
+            waited += time.perf_counter() - ready
             images = batch_to_device(images, device, step.precision.channels_last)
             labels = labels.to(device, non_blocking=device.type == "cuda")
             loss, logits = step(images, labels)
@@ -309,7 +313,8 @@ class Trainer(ResumableStages):
             seen += len(labels)
             self.memory.sample()
             self.hooks.on_batch_end(self.ctx, index, len(loader), loss)
-        return total_loss, correct, seen
+            ready = time.perf_counter()
+        return total_loss, correct, seen, waited
 
     def _batch_halved(self, part: int) -> None:
         """core/oom.py halved the batch: status.json tells the Train page (and metrics the story)."""

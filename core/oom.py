@@ -10,17 +10,22 @@ logged, and `on_halve(size)` lets the trainer record it (status.json, metrics.js
 Train page can say so.
 
 Only a batch of one photo that still does not fit is an error (a LatihError with advice).
+
+`halving_on_oom(run, batch_size, what)` is the same rule for passes without gradients
+(validation, the outputs, features): `run(batch_size)` is called again with half the batch
+until it fits, and the size that fitted is returned with the result.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
 from core.errors import LatihError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class OutOfMemory(LatihError):
@@ -92,4 +97,23 @@ class MicroBatches:
             self.on_halve(self.size)
 
 
-__all__ = ["MicroBatches", "OutOfMemory", "is_out_of_memory", "release_memory"]
+def halving_on_oom(run: Callable[[int], T], batch_size: int, what: str) -> tuple[T, int]:
+    """(run(size), size) for the largest size, halving from batch_size, that fits in memory."""
+    size = int(batch_size)
+    while True:
+        try:
+            return run(size), size
+        except Exception as exc:  # only out-of-memory is handled; everything else goes up
+            if not is_out_of_memory(exc):
+                raise
+            if size <= 1:
+                raise OutOfMemory("the GPU ran out of memory even with one photo at a time: choose a smaller "
+                                  "image size or backbone, or train on the CPU (device cpu)") from exc
+            first_line = str(exc).splitlines()[0][:200]
+        # Outside the except block: the failed pass's tensors, held by the traceback, are free now.
+        release_memory()
+        size = max(1, size // 2)
+        log.warning("out of GPU memory during %s (%s); running it again %d photos at a time", what, first_line, size)
+
+
+__all__ = ["MicroBatches", "OutOfMemory", "is_out_of_memory", "release_memory", "halving_on_oom"]

@@ -510,7 +510,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(make_dataset,
     # resume.pt, each atomic but not the pair, resumed epoch-k weights with epoch k-1's optimizer
     # and random state. The checkpoint is a pair now: resume.pt, written last, names its own
     # weights file, core/resume.py.)
-    timing = {"seconds", "images_per_s", "peak_mem_mb", "time"}
+    timing = {"seconds", "images_per_s", "peak_mem_mb", "time", "data_wait_s"}
     plain = (lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows])
     assert plain(resumed_rows) == plain(reference_rows)
     assert (victim / runs.MODEL_FILE).read_bytes() == (reference / runs.MODEL_FILE).read_bytes()

@@ -139,3 +139,74 @@ def test_fine_tune_step_clears_the_last_batch_gradients_even_when_a_batch_is_hal
     halved = OomOnFirstCalls(fits=100)
     halved.fits = 4  # every batch of 8 fails once, then runs as two parts of 4
     assert torch.allclose(sgd_steps(halved, use_step=True), expected, atol=1e-6)
+
+
+def test_a_pass_without_gradients_runs_again_with_half_the_batch_until_it_fits(caplog):
+    from core.oom import halving_on_oom
+
+    sizes = []
+
+    def run(size):
+        sizes.append(size)
+        if size > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return f"done in parts of {size}"
+
+    assert halving_on_oom(run, 32, "validation") == ("done in parts of 4", 4)
+    assert sizes == [32, 16, 8, 4]
+    assert "out of GPU memory during validation" in caplog.text
+    with pytest.raises(ValueError):  # other errors are not retried
+        halving_on_oom(lambda size: (_ for _ in ()).throw(ValueError("bad photo")), 8, "validation")
+    with pytest.raises(OutOfMemory, match="one photo at a time"):
+        halving_on_oom(lambda size: run(99), 2, "validation")
+
+
+def test_out_of_memory_in_validation_too_finishes_the_run(make_dataset, workspace, monkeypatch):
+    """Validation and the outputs run without gradients at the training batch size: a batch that
+    only fits in halves must not lose the run there either, and the model must go back to
+    training mode after a failed validation pass (BatchNorm would otherwise stop learning)."""
+    from core import train as train_module
+    from core.config import TrainConfig
+    from core.runs import read_metrics
+
+    real_build = train_module.build_model
+    modes_in_validation, modes_after_validation = [], []
+
+    def build_that_fits_two(config, n_classes, ws=None):
+        model, prep = real_build(config, n_classes, ws)
+        features = model.forward_features
+
+        def features_or_oom(x):  # training (forward) and validation (forward_features) both come here
+            if len(x) > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            if not torch.is_grad_enabled():
+                modes_in_validation.append(model.training)
+            return features(x)
+
+        model.forward_features = features_or_oom
+        return model, prep
+
+    from core.loop import Trainer
+
+    real_validate = Trainer._validate_photos
+
+    def validate_and_note_the_mode(self):
+        scores = real_validate(self)
+        modes_after_validation.append(self.model.training)
+        return scores
+
+    monkeypatch.setattr(train_module, "build_model", build_that_fits_two)
+    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
+    monkeypatch.setattr(Trainer, "_validate_photos", validate_and_note_the_mode)
+    data = make_dataset(("red", "green"), n=10)
+    config = TrainConfig(data_path=str(data), strategy="full", image_size=64, epochs=2, batch_size=8, lr=1e-3,
+                         augment="none", val_fraction=0.25, early_stopping_patience=0)
+    result = train_module.train(config, workspace=workspace)
+    assert result.status == "done" and result.best_epoch is not None
+    epochs = read_metrics(result.run_dir).to_dict("records")
+    assert [row["batch_part"] for row in epochs] == [2, 2]
+    assert all(row["val_acc"] is not None for row in epochs)
+    log_text = (result.run_dir / "train.log").read_text(encoding="utf-8")
+    assert "out of GPU memory during a pass over the photos" in log_text
+    assert modes_in_validation and not any(modes_in_validation)  # eval mode inside the pass
+    assert modes_after_validation == [True, True]  # and training mode again after it, retried or not

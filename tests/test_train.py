@@ -23,7 +23,7 @@ from core.train import repeat_run, train
 
 EPOCH_KEYS = {"epoch", "stage", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds",
               "images_per_s", "peak_mem_mb"}
-TIMING_KEYS = {"seconds", "images_per_s", "peak_mem_mb", "time"}
+TIMING_KEYS = {"seconds", "images_per_s", "peak_mem_mb", "time", "data_wait_s"}
 
 
 @pytest.fixture
