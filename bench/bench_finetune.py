@@ -56,6 +56,13 @@ Seeds 5-9 added at every budget (10 seeds; trainer's kept checkpoint vs plain lo
 The 5-seed "gap is real" above was seeds 0-4 landing low for the trainer: over 10 seeds the two
 ways are level within one standard error at 1-3 epochs and 1.2 SE apart at 5 (one photo of 153
 at most). Not proven at least as good at 5 epochs; not shown worse either. Recipe unchanged.
+2026-12-04 18:40-19:20 UTC, 5 epochs, seeds 10-14 (trainer / plain): 0.922/0.922, 0.922/0.922,
+0.928/0.922, 0.928/0.922, 0.908/0.922 (mean 0.9216 / 0.9216; ahead 2, level 2, behind 1). Over all
+15 seeds at 5 epochs: trainer 0.920, plain 0.925, -0.44 points (0.67 photos of 153), paired SE 0.27,
+Welch SE 0.38; ahead 3, level 5, behind 7. Still not proven at least as good, still not shown worse.
+Speed of those runs (seeds 11-14, quiet; seed 10 overlapped tests): trainer 14.8-15.5 images/s,
+plain 9.1-11.1, ratio 1.39-1.62x (per CPU-second 1.49-1.70x). Both ways ran ~1.5x faster than
+on 2026-12-02 on this same 2-core machine; the ratio held.
 Usage:
   .venv/bin/python bench/bench_finetune.py                   # 3 epochs, both ways
   .venv/bin/python bench/bench_finetune.py --epochs 1 2 3 5  # every budget a user may choose
