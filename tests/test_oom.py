@@ -206,6 +206,7 @@ def test_out_of_memory_in_validation_too_finishes_the_run(make_dataset, workspac
     epochs = read_metrics(result.run_dir).to_dict("records")
     assert [row["batch_part"] for row in epochs] == [2, 2]
     assert all(row["val_acc"] is not None for row in epochs)
+    assert all(0 <= row["data_wait_s"] <= row["seconds"] for row in epochs)  # time waiting for the loader
     log_text = (result.run_dir / "train.log").read_text(encoding="utf-8")
     assert "out of GPU memory during a pass over the photos" in log_text
     assert modes_in_validation and not any(modes_in_validation)  # eval mode inside the pass
