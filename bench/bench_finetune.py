@@ -56,13 +56,18 @@ Seeds 5-9 added at every budget (10 seeds; trainer's kept checkpoint vs plain lo
 The 5-seed "gap is real" above was seeds 0-4 landing low for the trainer: over 10 seeds the two
 ways are level within one standard error at 1-3 epochs and 1.2 SE apart at 5 (one photo of 153
 at most). Not proven at least as good at 5 epochs; not shown worse either. Recipe unchanged.
-2026-12-04 18:40-19:20 UTC, 5 epochs, seeds 10-14 (trainer / plain): 0.922/0.922, 0.922/0.922,
-0.928/0.922, 0.928/0.922, 0.908/0.922 (mean 0.9216 / 0.9216; ahead 2, level 2, behind 1). Over all
-15 seeds at 5 epochs: trainer 0.920, plain 0.925, -0.44 points (0.67 photos of 153), paired SE 0.27,
-Welch SE 0.38; ahead 3, level 5, behind 7. Still not proven at least as good, still not shown worse.
-Speed of those runs (seeds 11-14, quiet; seed 10 overlapped tests): trainer 14.8-15.5 images/s,
-plain 9.1-11.1, ratio 1.39-1.62x (per CPU-second 1.49-1.70x). Both ways ran ~1.5x faster than
-on 2026-12-02 on this same 2-core machine; the ratio held.
+2026-12-04 18:40-19:39 UTC, 5 epochs, 15 more seeds (10-24), trainer / plain in photos of 153:
+  seeds 10-14  141/141 141/141 142/141 142/141 139/141
+  seeds 15-24  142/143 143/142 141/143 142/140 140/138 140/142 141/140 142/141 141/139 141/141
+Over all 25 seeds at 5 epochs: trainer 0.9216, plain 0.9231, -0.16 points (paired SE 0.21, Welch
+0.28; ahead 9, level 6, behind 10); seeds 10-24 alone +0.17. The 10-seed -0.65 was noise: at 5
+epochs the two ways are level, and a 95% interval of the gap is -0.57..+0.25 points, under one
+photo of 153. So the default recipe is level with the plain loop at every budget measured (1, 2,
+3, 5 epochs). Speed of those runs (one 5-epoch run each way per seed): ratio trainer / plain
+1.35-1.62x in 12 of these 15 (trainer 14.1-16.2 images/s, plain 9.1-11.4); seed 10 overlapped my
+tests, and seeds 15 and 23 ran slow for the trainer (1.11x, 0.83x; per CPU-second 1.41x, 0.94x)
+with no other load on the machine's load average: not explained. Both ways ran ~1.5x faster than
+on 2026-12-02 on this 2-core machine; the ratio held.
 Usage:
   .venv/bin/python bench/bench_finetune.py                   # 3 epochs, both ways
   .venv/bin/python bench/bench_finetune.py --epochs 1 2 3 5  # every budget a user may choose
