@@ -27,9 +27,8 @@ def forward_photos(model: nn.Module, frame: pd.DataFrame, class_names, prep: Pre
     from core.oom import halving_on_oom
 
     dataset = PhotoDataset(frame, class_names, prep.eval_transform, prep.cache)
-    outputs, _ = halving_on_oom(lambda size: _forward_dataset(model, dataset, device, size, progress, memory),
-                                batch_size, "a pass over the photos")
-    return outputs
+    return halving_on_oom(lambda size: _forward_dataset(model, dataset, device, size, progress, memory),
+                          batch_size, "a pass over the photos")
 
 
 def _forward_dataset(model: nn.Module, dataset, device, batch_size: int, progress, memory):

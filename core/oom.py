@@ -13,7 +13,7 @@ Only a batch of one photo that still does not fit is an error (a LatihError with
 
 `halving_on_oom(run, batch_size, what)` is the same rule for passes without gradients
 (validation, the outputs, features): `run(batch_size)` is called again with half the batch
-until it fits, and the size that fitted is returned with the result.
+until it fits.
 """
 from __future__ import annotations
 
@@ -86,34 +86,40 @@ class MicroBatches:
 
     def _halve(self, exc: BaseException) -> None:
         release_memory()
-        if self.size <= 1:
-            raise OutOfMemory("the GPU ran out of memory even with one photo at a time: choose a smaller "
-                              "image size or backbone, or train on the CPU (device cpu)") from exc
-        self.size = max(1, self.size // 2)
+        self.size = half_of(self.size, exc)
         self.halvings += 1
         log.warning("out of GPU memory (%s); the batch of %d photos now runs in parts of %d and the run "
-                    "continues", str(exc).splitlines()[0][:200], self.batch_size, self.size)
+                    "continues", first_line(exc), self.batch_size, self.size)
         if self.on_halve is not None:
             self.on_halve(self.size)
 
 
-def halving_on_oom(run: Callable[[int], T], batch_size: int, what: str) -> tuple[T, int]:
-    """(run(size), size) for the largest size, halving from batch_size, that fits in memory."""
+def half_of(size: int, exc: BaseException) -> int:
+    """The next, halved size after an out-of-memory; at one photo there is none (a plain error)."""
+    if size <= 1:
+        raise OutOfMemory("the GPU ran out of memory even with one photo at a time: choose a smaller "
+                          "image size or backbone, or train on the CPU (device cpu)") from exc
+    return max(1, size // 2)
+
+
+def first_line(exc: BaseException) -> str:
+    """torch's out-of-memory message runs to several lines of allocator advice: its first, for the log."""
+    return (str(exc).splitlines() or [""])[0][:200]
+
+
+def halving_on_oom(run: Callable[[int], T], batch_size: int, what: str) -> T:
+    """run(size) for the largest size, halving from batch_size, that fits in memory."""
     size = int(batch_size)
     while True:
         try:
-            return run(size), size
+            return run(size)
         except Exception as exc:  # only out-of-memory is handled; everything else goes up
             if not is_out_of_memory(exc):
                 raise
-            if size <= 1:
-                raise OutOfMemory("the GPU ran out of memory even with one photo at a time: choose a smaller "
-                                  "image size or backbone, or train on the CPU (device cpu)") from exc
-            first_line = str(exc).splitlines()[0][:200]
+            size, reason = half_of(size, exc), first_line(exc)
         # Outside the except block: the failed pass's tensors, held by the traceback, are free now.
         release_memory()
-        size = max(1, size // 2)
-        log.warning("out of GPU memory during %s (%s); running it again %d photos at a time", what, first_line, size)
+        log.warning("out of GPU memory during %s (%s); running it again %d photos at a time", what, reason, size)
 
 
 __all__ = ["MicroBatches", "OutOfMemory", "is_out_of_memory", "release_memory", "halving_on_oom"]

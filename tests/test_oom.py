@@ -77,9 +77,20 @@ def test_one_photo_that_does_not_fit_is_a_plain_error():
         run_batch(model, MicroBatches(4), torch.randn(4, 6), torch.zeros(4, dtype=torch.long))
 
 
-def test_cuda_oom_during_a_batch_halves_the_batch_and_the_run_finishes(make_dataset, workspace, monkeypatch):
+def _small_full_run(make_dataset, workspace, monkeypatch):
+    """Two epochs of full fine-tuning, batch 8, on 10 tiny photos (the evaluation report skipped)."""
     from core import train as train_module
     from core.config import TrainConfig
+
+    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
+    data = make_dataset(("red", "green"), n=10)
+    config = TrainConfig(data_path=str(data), strategy="full", image_size=64, epochs=2, batch_size=8, lr=1e-3,
+                         augment="none", val_fraction=0.25, early_stopping_patience=0)
+    return train_module.train(config, workspace=workspace)
+
+
+def test_cuda_oom_during_a_batch_halves_the_batch_and_the_run_finishes(make_dataset, workspace, monkeypatch):
+    from core import train as train_module
     from core.runs import read_metrics, read_status
 
     real_build = train_module.build_model
@@ -99,11 +110,7 @@ def test_cuda_oom_during_a_batch_halves_the_batch_and_the_run_finishes(make_data
         return model, prep
 
     monkeypatch.setattr(train_module, "build_model", build_with_oom_on_first_calls)
-    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
-    data = make_dataset(("red", "green"), n=10)
-    config = TrainConfig(data_path=str(data), strategy="full", image_size=64, epochs=2, batch_size=8, lr=1e-3,
-                         augment="none", val_fraction=0.25, early_stopping_patience=0)
-    result = train_module.train(config, workspace=workspace)
+    result = _small_full_run(make_dataset, workspace, monkeypatch)
     assert result.status == "done" and result.best_epoch is not None
     epochs = read_metrics(result.run_dir).to_dict("records")
     assert [row["batch_part"] for row in epochs] == [2, 2]  # 8 -> 4 -> 2 after two out-of-memory errors
@@ -152,7 +159,7 @@ def test_a_pass_without_gradients_runs_again_with_half_the_batch_until_it_fits(c
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
         return f"done in parts of {size}"
 
-    assert halving_on_oom(run, 32, "validation") == ("done in parts of 4", 4)
+    assert halving_on_oom(run, 32, "validation") == "done in parts of 4"
     assert sizes == [32, 16, 8, 4]
     assert "out of GPU memory during validation" in caplog.text
     with pytest.raises(ValueError):  # other errors are not retried
@@ -166,7 +173,6 @@ def test_out_of_memory_in_validation_too_finishes_the_run(make_dataset, workspac
     only fits in halves must not lose the run there either, and the model must go back to
     training mode after a failed validation pass (BatchNorm would otherwise stop learning)."""
     from core import train as train_module
-    from core.config import TrainConfig
     from core.runs import read_metrics
 
     real_build = train_module.build_model
@@ -196,12 +202,8 @@ def test_out_of_memory_in_validation_too_finishes_the_run(make_dataset, workspac
         return scores
 
     monkeypatch.setattr(train_module, "build_model", build_that_fits_two)
-    monkeypatch.setattr(train_module, "_evaluate", lambda run_dir: (None, ""))
     monkeypatch.setattr(Trainer, "_validate_photos", validate_and_note_the_mode)
-    data = make_dataset(("red", "green"), n=10)
-    config = TrainConfig(data_path=str(data), strategy="full", image_size=64, epochs=2, batch_size=8, lr=1e-3,
-                         augment="none", val_fraction=0.25, early_stopping_patience=0)
-    result = train_module.train(config, workspace=workspace)
+    result = _small_full_run(make_dataset, workspace, monkeypatch)
     assert result.status == "done" and result.best_epoch is not None
     epochs = read_metrics(result.run_dir).to_dict("records")
     assert [row["batch_part"] for row in epochs] == [2, 2]
