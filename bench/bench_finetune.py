@@ -65,7 +65,7 @@ epochs the two ways are level, and a 95% interval of the gap is -0.57..+0.25 poi
 photo of 153. So the default recipe is level with the plain loop at every budget measured (1, 2,
 3, 5 epochs). Speed of those runs (one 5-epoch run each way per seed): ratio trainer / plain
 1.35-1.62x in 12 of these 15 (trainer 14.1-16.2 images/s, plain 9.1-11.4); seed 10 overlapped my
-tests, and seeds 15 and 23 ran slow for the trainer (1.11x, 0.83x; per CPU-second 1.41x, 0.94x)
+tests, and seeds 15 and 23 ran slow for the trainer (1.11x, 0.83x; per CPU-second 1.40x, 0.94x)
 with no other load on the machine's load average: not explained. Both ways ran ~1.5x faster than
 on 2026-12-02 on this 2-core machine; the ratio held.
 Usage:
